@@ -1,0 +1,108 @@
+//! The values that cross the boundary between the core and a runtime: the ids a runtime
+//! uses to name clients and connections, the [`Output`] actions the core asks for, and the
+//! log events it emits.
+
+use bytes::Bytes;
+
+use crate::delayed::PermLogEntry;
+
+/// A local client connection on a peer's Unix socket. Chosen by the runtime, unique among
+/// the clients of one peer for the life of that peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(pub u64);
+
+/// One TCP connection to a peer's lond. Chosen by the core (see [`Output::Connect`]),
+/// unique within one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// How serious a log event is; written as the word in `lonc.log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Something is broken: a peer is dead, a file cannot be handled.
+    Critical,
+    /// Something went wrong and was handled: a timeout, a refused handshake, a retry.
+    Warning,
+    /// Normal operation: a link came up, a delayed message was sent.
+    Info,
+}
+
+impl Severity {
+    /// The word written in `lonc.log`: `CRITICAL`, `WARNING` or `INFO`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "CRITICAL",
+            Severity::Warning => "WARNING",
+            Severity::Info => "INFO",
+        }
+    }
+}
+
+/// A line for `lonc.log`. It never carries the text of an `encrypt:` request or of a
+/// decrypted reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// How serious it is.
+    pub severity: Severity,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// An action the core asks its runtime to carry out. Drained with
+/// [`crate::peer::Peer::poll_output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open a TCP connection to `host:port` (resolving `host` if it is a name), with
+    /// keepalive on. Answer with `handle_connected` or `handle_connect_failed` for `conn`.
+    /// The core enforces the connect timeout itself.
+    Connect {
+        /// The id the core gives this connection.
+        conn: ConnId,
+        /// The `ip` field of hosts.tab (an address or a name).
+        host: String,
+        /// `londPort`.
+        port: u16,
+    },
+    /// Write these bytes to the connection, in order after earlier writes.
+    Transmit {
+        /// Where to write.
+        conn: ConnId,
+        /// What to write.
+        data: Bytes,
+    },
+    /// Close the connection (or abandon the attempt to open it). The core forgets it; no
+    /// further input for it is expected, and any that comes is ignored.
+    CloseConn {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Write this reply line (LF included) to the client, after earlier replies.
+    Reply {
+        /// Which client.
+        client: ClientId,
+        /// The line, LF included.
+        data: Bytes,
+    },
+    /// Close the client's connection once earlier replies to it are written. The core
+    /// forgets it.
+    CloseClient {
+        /// Which client.
+        client: ClientId,
+    },
+    /// List the file names in `lonSockDir/delayed/` and answer with `handle_delayed_list`.
+    ListDelayed,
+    /// Read the file `lonSockDir/delayed/<name>` and answer with `handle_delayed_read`.
+    ReadDelayed {
+        /// The file name, without directory.
+        name: String,
+    },
+    /// Delete the file `lonSockDir/delayed/<name>`; its reply has arrived.
+    DeleteDelayed {
+        /// The file name, without directory.
+        name: String,
+    },
+    /// Append a line to `lonDaemons/logs/lonnet.perm.log` (see [`PermLogEntry::line`]).
+    PermLog(PermLogEntry),
+    /// Write a line to `lonc.log`.
+    Log(LogEvent),
+}

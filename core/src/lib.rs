@@ -1,0 +1,43 @@
+//! # lonc-core: the sans-IO lonc engine
+//!
+//! Every decision the LON-CAPA `lonc` daemon makes lives here, as pure state machines:
+//! line framing ([`line`]), the Perl `pack("H32")` key derivation ([`key`]), the IDEA
+//! `encrypt:` / `enc:` transforms ([`cipher`]), `PerlSetVar` and `hosts.tab` parsing
+//! ([`config`], [`hosts`]), the client side of the classic handshake ([`handshake`]), one
+//! peer with its TCP connections, queue, timeouts, backoff and delayed messages
+//! ([`peer`], [`delayed`]), and the lond side of the handshake for test peers ([`lond`]).
+//!
+//! ## What the core never does
+//! It opens no socket or file, starts no thread, reads no clock and draws no randomness of
+//! its own. Time comes in as an [`std::time::Instant`] argument on every call that needs it;
+//! randomness comes in as a seed when a [`peer::Peer`] is made. Actions go out as values
+//! ([`io::Output`]) for a runtime to carry out.
+//!
+//! ## The run-loop contract
+//! A runtime drives one [`peer::Peer`] like this (the same rule as str0m and quinn-proto):
+//!
+//! 1. Feed one input through a `handle_*` method (bytes from a client or from lond, a
+//!    connection that opened, failed or closed, a delayed-spool listing or file, or
+//!    [`peer::Peer::handle_timeout`] when the deadline has passed).
+//! 2. Drain [`peer::Peer::poll_output`] until it returns `None`, carrying out every
+//!    [`io::Output`] in the order given. Outputs that ask for an answer (a connection
+//!    attempt, a spool listing or read) are answered later by another `handle_*` call.
+//! 3. Ask [`peer::Peer::poll_timeout`] for the next deadline, wait for the next input or
+//!    that deadline, whichever comes first, and go back to 1.
+//!
+//! Calling `handle_timeout` early is harmless: only what is due at `now` fires.
+//! Bad bytes from a client or from the network never panic the core: they become a reply
+//! (`con_lost`, `error:request_too_long`), a closed connection and a log event.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cipher;
+pub mod config;
+pub mod delayed;
+pub mod handshake;
+pub mod hosts;
+pub mod io;
+pub mod key;
+pub mod line;
+pub mod lond;
+pub mod peer;

@@ -1,0 +1,3 @@
+//! lonc-tests: the deterministic simulation harness (virtual clock, in-memory network) and
+//! end-to-end helpers.
+#![warn(missing_docs)]

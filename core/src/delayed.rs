@@ -20,3 +20,87 @@ impl PermLogEntry {
         out
     }
 }
+
+/// The names among `names` that are delayed messages for `peer_id`: those ending exactly
+/// in `.<peer_id>`, with something before the dot, in name order (byte order).
+pub fn files_for_peer(names: &[String], peer_id: &str) -> Vec<String> {
+    let suffix = format!(".{peer_id}");
+    let mut mine: Vec<String> = names
+        .iter()
+        .filter(|n| n.len() > suffix.len() && n.ends_with(&suffix))
+        .cloned()
+        .collect();
+    mine.sort();
+    mine.dedup();
+    mine
+}
+
+/// The request of a delayed file: its first line, LF removed. `None` if that is empty.
+pub fn request_of(content: &[u8]) -> Option<&[u8]> {
+    let first = match content.iter().position(|&b| b == b'\n') {
+        Some(end) => &content[..end],
+        None => content,
+    };
+    (!first.is_empty()).then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn picks_only_exact_suffix_in_name_order() {
+        let names: Vec<String> = [
+            "3.1.9.put.msul1",
+            "1.1.9.put.msul1",
+            "2.1.9.put.msul10",
+            "x.amsul1",
+            ".msul1",
+            "msul1",
+            "2.1.9.put.msul1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            files_for_peer(&names, "msul1"),
+            vec!["1.1.9.put.msul1", "2.1.9.put.msul1", "3.1.9.put.msul1"]
+        );
+    }
+
+    #[test]
+    fn request_is_the_first_line() {
+        assert_eq!(request_of(b"put:a:b\nmore\n"), Some(&b"put:a:b"[..]));
+        assert_eq!(request_of(b"put:a:b"), Some(&b"put:a:b"[..]));
+        assert_eq!(request_of(b"\nput"), None);
+        assert_eq!(request_of(b""), None);
+    }
+
+    #[test]
+    fn perm_log_line_format() {
+        let e = PermLogEntry {
+            peer: "msul1".into(),
+            request: b"put:msu:x".to_vec(),
+        };
+        assert_eq!(
+            e.line(1016600000, "Wed Mar 20 03:44:11 2002"),
+            b"1016600000:S:msul1:put:msu:x:Wed Mar 20 03:44:11 2002\n".to_vec()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn selection_is_sorted_and_suffixed(names in proptest::collection::vec("[a-z0-9.]{0,12}", 0..30), peer in "[a-z0-9]{1,5}") {
+            let picked = files_for_peer(&names, &peer);
+            let suffix = format!(".{peer}");
+            prop_assert!(picked.windows(2).all(|w| w[0] < w[1]));
+            for p in &picked {
+                prop_assert!(p.ends_with(&suffix) && p.len() > suffix.len());
+                prop_assert!(names.contains(p));
+            }
+            let expected = names.iter().filter(|n| n.ends_with(&suffix) && n.len() > suffix.len()).count();
+            prop_assert!(picked.len() <= expected);
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! The daemon's configuration: `PerlSetVar <name> <value>` lines (PROTOCOL.md 2.1 and
 //! 2.3) parsed into typed [`Settings`], every knob with its default.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,4 +90,1367 @@ pub struct Settings {
     pub user: String,
     /// The knobs of one link.
     pub link: LinkSettings,
+}
+
+/// The required variables of PROTOCOL.md 2.1, in the order they are checked.
+pub const REQUIRED_VARIABLES: [&str; 6] = [
+    "lonHostID",
+    "lonTabDir",
+    "lonSockDir",
+    "londPort",
+    "lonDaemons",
+    "lonDocRoot",
+];
+
+/// The optional knobs of PROTOCOL.md 2.3, in the order [`Settings::describe`] lists them.
+pub const OPTIONAL_VARIABLES: [&str; 15] = [
+    "loncTransactionTimeout",
+    "loncHandshakeTimeout",
+    "loncConnectTimeout",
+    "loncPongDelay",
+    "loncRetryMin",
+    "loncRetryMax",
+    "loncMaxAttempts",
+    "loncDelayedRescan",
+    "loncMaxRequest",
+    "loncMaxReply",
+    "loncConnectMode",
+    "loncIdleTimeout",
+    "loncMaxConnections",
+    "loncPipeline",
+    "loncUser",
+];
+
+/// The longest duration accepted: ten years of seconds (365.25 days a year).
+pub const MAX_DURATION_SECS: u64 = 315_576_000;
+
+impl ConnectMode {
+    /// The spelling used in `loncConnectMode`: `eager` or `on-demand`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectMode::Eager => "eager",
+            ConnectMode::OnDemand => "on-demand",
+        }
+    }
+}
+
+impl fmt::Display for ConnectMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `PerlSetVar <name> <value>` line, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetVar {
+    /// The variable name (2nd field), case kept.
+    pub name: String,
+    /// The value (3rd field); empty when the line has only two fields. Later fields are
+    /// ignored, as the original's `split` did.
+    pub value: String,
+    /// The source name given to the parser (usually the file's path).
+    pub source: String,
+    /// The 1-based line number in that source.
+    pub line: usize,
+}
+
+/// Every `PerlSetVar <name> <value>` line of `text`, in order.
+///
+/// A line counts when its first whitespace-separated field is `PerlSetVar` (any letter
+/// case, as Apache accepts) and it has a second field; all other lines are ignored. The
+/// name and value are the 2nd and 3rd fields. `source` names the text in [`SetVar::source`].
+pub fn parse_perlsetvars(source: &str, text: &str) -> Vec<SetVar> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut vars = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else { continue };
+        if !first.eq_ignore_ascii_case("PerlSetVar") {
+            continue;
+        }
+        let Some(name) = fields.next() else { continue };
+        let value = fields.next().unwrap_or("");
+        vars.push(SetVar {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            source: source.to_owned(),
+            line: index + 1,
+        });
+    }
+    vars
+}
+
+/// One configuration error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable (PROTOCOL.md 2.1) was set in none of the sources.
+    #[error("{}: required variable {variable} is not set", files_read(.files))]
+    Missing {
+        /// The variable's name.
+        variable: String,
+        /// The names of all sources read, in order.
+        files: Vec<String>,
+    },
+    /// A variable's effective value could not be used.
+    #[error("{file}:{line}: {variable}: {message}")]
+    Invalid {
+        /// The source of the offending line.
+        file: String,
+        /// Its 1-based line number.
+        line: usize,
+        /// The variable's name.
+        variable: String,
+        /// What is wrong, and what was expected.
+        message: String,
+    },
+}
+
+/// How the list of sources read appears in a [`ConfigError::Missing`] message.
+fn files_read(files: &[String]) -> String {
+    if files.is_empty() {
+        "(no configuration read)".to_owned()
+    } else {
+        files.join(", ")
+    }
+}
+
+/// All the errors found while building [`Settings`]; never empty when returned by
+/// [`ConfigBuilder::build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    /// The errors: missing required variables first, then bad values in source and line
+    /// order.
+    pub errors: Vec<ConfigError>,
+    /// Warnings found on the way (as in [`Loaded::warnings`]); not part of `Display`.
+    pub warnings: Vec<String>,
+}
+
+impl fmt::Display for ConfigErrors {
+    /// One error a line, `file:line: message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A successfully built configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The effective settings.
+    pub settings: Settings,
+    /// Things worth telling the operator that do not stop the daemon, each
+    /// `file:line: message` (for example an unknown `lonc…` variable, likely a typo).
+    pub warnings: Vec<String>,
+}
+
+/// Gathers configuration sources in order and builds [`Settings`]; a variable set in
+/// several places takes its last value (later sources win, and later lines within one).
+///
+/// ```
+/// use lonc_core::config::ConfigBuilder;
+/// let base = "PerlSetVar lonHostID msu1\nPerlSetVar lonTabDir /t\nPerlSetVar lonSockDir /s\n\
+///             PerlSetVar londPort 5663\nPerlSetVar lonDaemons /d\nPerlSetVar lonDocRoot /r\n";
+/// let loaded = ConfigBuilder::new()
+///     .add_source("loncapa.conf", base)
+///     .add_source("lonc.conf", "PerlSetVar loncPongDelay 0.5\n")
+///     .build()
+///     .unwrap();
+/// assert_eq!(loaded.settings.host_id, "msu1");
+/// assert_eq!(loaded.settings.link.pong_delay.as_millis(), 500);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+    /// The source names, in the order added.
+    sources: Vec<String>,
+    /// Every `PerlSetVar` line of every source, in order.
+    vars: Vec<SetVar>,
+}
+
+impl ConfigBuilder {
+    /// A builder with no sources.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the text of one source (e.g. a file's contents) named `name` in messages.
+    /// Sources added later override earlier ones.
+    pub fn add_source(&mut self, name: &str, text: &str) -> &mut Self {
+        self.sources.push(name.to_owned());
+        self.vars.extend(parse_perlsetvars(name, text));
+        self
+    }
+
+    /// Checks every variable and builds the settings, or returns every error found.
+    pub fn build(&self) -> Result<Loaded, ConfigErrors> {
+        let mut b = Build::new(self);
+        let warnings = b.warnings();
+
+        let host_id = b.required("lonHostID", parse_text);
+        let tab_dir = b.required("lonTabDir", parse_path);
+        let sock_dir = b.required("lonSockDir", parse_path);
+        let lond_port = b.required("londPort", parse_port);
+        let daemons_dir = b.required("lonDaemons", parse_path);
+        let doc_root = b.required("lonDocRoot", parse_path);
+
+        let d = LinkSettings::default();
+        let link = LinkSettings {
+            transaction_timeout: b.optional(
+                "loncTransactionTimeout",
+                d.transaction_timeout,
+                parse_duration,
+            ),
+            handshake_timeout: b.optional(
+                "loncHandshakeTimeout",
+                d.handshake_timeout,
+                parse_duration,
+            ),
+            connect_timeout: b.optional("loncConnectTimeout", d.connect_timeout, parse_duration),
+            pong_delay: b.optional("loncPongDelay", d.pong_delay, parse_duration),
+            retry_min: b.optional("loncRetryMin", d.retry_min, parse_duration),
+            retry_max: b.optional("loncRetryMax", d.retry_max, parse_duration),
+            max_attempts: b.optional("loncMaxAttempts", d.max_attempts, parse_count),
+            delayed_rescan: b.optional("loncDelayedRescan", d.delayed_rescan, parse_duration),
+            max_request: b.optional("loncMaxRequest", d.max_request, parse_size),
+            max_reply: b.optional("loncMaxReply", d.max_reply, parse_size),
+            connect_mode: b.optional("loncConnectMode", d.connect_mode, parse_mode),
+            idle_timeout: b.optional("loncIdleTimeout", d.idle_timeout, parse_duration),
+            max_connections: b.optional("loncMaxConnections", d.max_connections, parse_count),
+            pipeline: b.optional("loncPipeline", d.pipeline, parse_count),
+        };
+        let user = b.optional("loncUser", "www".to_owned(), parse_text);
+        b.check_retry(&link);
+
+        match (host_id, tab_dir, sock_dir, lond_port, daemons_dir, doc_root) {
+            (
+                Some(host_id),
+                Some(tab_dir),
+                Some(sock_dir),
+                Some(lond_port),
+                Some(daemons_dir),
+                Some(doc_root),
+            ) if b.errors.is_empty() => Ok(Loaded {
+                settings: Settings {
+                    host_id,
+                    tab_dir,
+                    sock_dir,
+                    lond_port,
+                    daemons_dir,
+                    doc_root,
+                    user,
+                    link,
+                },
+                warnings,
+            }),
+            _ => Err(b.into_errors(warnings)),
+        }
+    }
+}
+
+/// The state of one [`ConfigBuilder::build`].
+struct Build<'a> {
+    /// The builder being built.
+    builder: &'a ConfigBuilder,
+    /// Each variable's effective (last) line.
+    last: HashMap<&'a str, &'a SetVar>,
+    /// Errors so far, unsorted.
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Build<'a> {
+    fn new(builder: &'a ConfigBuilder) -> Self {
+        let last = builder.vars.iter().map(|v| (v.name.as_str(), v)).collect();
+        Build {
+            builder,
+            last,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A warning for every line setting an unknown `lonc<Upper>…` variable.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for var in &self.builder.vars {
+            let looks_ours = var
+                .name
+                .strip_prefix("lonc")
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(|c| c.is_ascii_uppercase());
+            if !looks_ours || OPTIONAL_VARIABLES.contains(&var.name.as_str()) {
+                continue;
+            }
+            let hint = OPTIONAL_VARIABLES
+                .iter()
+                .chain(REQUIRED_VARIABLES.iter())
+                .find(|known| known.eq_ignore_ascii_case(&var.name))
+                .map(|known| format!(" (did you mean {known}?)"))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "{}:{}: unknown variable {} ignored{hint}",
+                var.source, var.line, var.name
+            ));
+        }
+        warnings
+    }
+
+    fn invalid(&mut self, var: &SetVar, message: String) {
+        self.errors.push(ConfigError::Invalid {
+            file: var.source.clone(),
+            line: var.line,
+            variable: var.name.clone(),
+            message,
+        });
+    }
+
+    /// The parsed value of `name`, or `None` after recording why not.
+    fn required<T>(&mut self, name: &str, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+        let Some(var) = self.last.get(name).copied() else {
+            self.errors.push(ConfigError::Missing {
+                variable: name.to_owned(),
+                files: self.builder.sources.clone(),
+            });
+            return None;
+        };
+        self.value(var, parse)
+    }
+
+    /// The parsed value of `name`, or `default` when unset (or bad, after recording why).
+    fn optional<T>(&mut self, name: &str, default: T, parse: fn(&str) -> Result<T, String>) -> T {
+        match self.last.get(name).copied() {
+            Some(var) => self.value(var, parse).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    fn value<T>(&mut self, var: &SetVar, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+        if var.value.is_empty() {
+            self.invalid(var, "no value given".to_owned());
+            return None;
+        }
+        match parse(&var.value) {
+            Ok(value) => Some(value),
+            Err(expected) => {
+                self.invalid(var, format!("bad value {:?}: {expected}", var.value));
+                None
+            }
+        }
+    }
+
+    /// `loncRetryMin` must not exceed `loncRetryMax`; the error goes on whichever of the
+    /// two was set later (or the one that was set at all).
+    fn check_retry(&mut self, link: &LinkSettings) {
+        let bad = |e: &ConfigError| {
+            matches!(e, ConfigError::Invalid { variable, .. }
+                if variable == "loncRetryMin" || variable == "loncRetryMax")
+        };
+        if link.retry_min <= link.retry_max || self.errors.iter().any(bad) {
+            return;
+        }
+        let min = self.last.get("loncRetryMin").copied();
+        let max = self.last.get("loncRetryMax").copied();
+        let at = |v: Option<&SetVar>| match v {
+            Some(v) => format!("{}:{}", v.source, v.line),
+            None => "default".to_owned(),
+        };
+        let (min_s, max_s) = (seconds(link.retry_min), seconds(link.retry_max));
+        if let Some(var) = min {
+            let message = format!(
+                "{min_s} is greater than loncRetryMax ({max_s}, {})",
+                at(max)
+            );
+            self.invalid(var, message);
+        } else if let Some(var) = max {
+            let message = format!("{max_s} is less than loncRetryMin ({min_s}, {})", at(min));
+            self.invalid(var, message);
+        }
+    }
+
+    fn into_errors(mut self, warnings: Vec<String>) -> ConfigErrors {
+        let order: HashMap<&str, usize> = self
+            .builder
+            .sources
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        // Stable sort: missing variables keep the order of REQUIRED_VARIABLES.
+        self.errors.sort_by_key(|e| match e {
+            ConfigError::Missing { .. } => (0, 0, 0),
+            ConfigError::Invalid { file, line, .. } => (
+                1,
+                order.get(file.as_str()).copied().unwrap_or(usize::MAX),
+                *line,
+            ),
+        });
+        ConfigErrors {
+            errors: self.errors,
+            warnings,
+        }
+    }
+}
+
+/// A non-empty string (emptiness is checked before parsing).
+fn parse_text(value: &str) -> Result<String, String> {
+    Ok(value.to_owned())
+}
+
+fn parse_path(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
+}
+
+/// Only ASCII digits: no sign, no spaces, no exponent.
+fn all_digits(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn parse_port(value: &str) -> Result<u16, String> {
+    const EXPECTED: &str = "expected a TCP port number from 1 to 65535";
+    if !all_digits(value) {
+        return Err(EXPECTED.to_owned());
+    }
+    match value.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(EXPECTED.to_owned()),
+    }
+}
+
+/// A duration in seconds: `5`, `0.5`, `.5` or `5.`; digits beyond nanoseconds are dropped.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let too_large = || format!("expected at most {MAX_DURATION_SECS} seconds (10 years)");
+    if value.starts_with('-') {
+        return Err("expected a number of seconds, a duration cannot be negative".to_owned());
+    }
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits_ok(int) || !digits_ok(frac) {
+        return Err("expected a number of seconds like 5 or 0.5".to_owned());
+    }
+    let int = int.trim_start_matches('0');
+    if int.len() > 20 {
+        return Err(too_large());
+    }
+    let secs: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| too_large())?
+    };
+    let mut nanos: u32 = 0;
+    for i in 0..9 {
+        let digit = frac.as_bytes().get(i).map_or(0, |b| u32::from(b - b'0'));
+        nanos = nanos * 10 + digit;
+    }
+    if secs > MAX_DURATION_SECS || (secs == MAX_DURATION_SECS && nanos > 0) {
+        return Err(too_large());
+    }
+    Ok(Duration::new(secs, nanos))
+}
+
+/// A positive number of bytes.
+fn parse_size(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 && all_digits(value) => Ok(n),
+        _ => Err(format!(
+            "expected a positive whole number of bytes (at most {})",
+            usize::MAX
+        )),
+    }
+}
+
+/// A count of at least 1.
+fn parse_count<T: std::str::FromStr + PartialOrd + From<u8>>(value: &str) -> Result<T, String> {
+    match value.parse::<T>() {
+        Ok(n) if all_digits(value) && n >= T::from(1) => Ok(n),
+        _ => Err("expected a whole number of at least 1".to_owned()),
+    }
+}
+
+fn parse_mode(value: &str) -> Result<ConnectMode, String> {
+    if value.eq_ignore_ascii_case("eager") {
+        Ok(ConnectMode::Eager)
+    } else if value.eq_ignore_ascii_case("on-demand") {
+        Ok(ConnectMode::OnDemand)
+    } else {
+        Err("expected eager or on-demand".to_owned())
+    }
+}
+
+/// A duration as seconds, shortest exact decimal (`5`, `0.5`, `0.000000001`).
+fn seconds(d: Duration) -> String {
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        d.as_secs().to_string()
+    } else {
+        let frac = format!("{nanos:09}");
+        format!("{}.{}", d.as_secs(), frac.trim_end_matches('0'))
+    }
+}
+
+impl Settings {
+    /// Every effective setting, one `name value` line each, in the order of
+    /// [`REQUIRED_VARIABLES`] then [`OPTIONAL_VARIABLES`], durations in seconds, sizes in
+    /// bytes (for `check-config`). Prefixing each line with `PerlSetVar ` gives a config
+    /// that builds the same settings (as long as no value contains whitespace).
+    pub fn describe(&self) -> String {
+        let l = &self.link;
+        let lines: [(&str, String); 21] = [
+            ("lonHostID", self.host_id.clone()),
+            ("lonTabDir", self.tab_dir.display().to_string()),
+            ("lonSockDir", self.sock_dir.display().to_string()),
+            ("londPort", self.lond_port.to_string()),
+            ("lonDaemons", self.daemons_dir.display().to_string()),
+            ("lonDocRoot", self.doc_root.display().to_string()),
+            ("loncTransactionTimeout", seconds(l.transaction_timeout)),
+            ("loncHandshakeTimeout", seconds(l.handshake_timeout)),
+            ("loncConnectTimeout", seconds(l.connect_timeout)),
+            ("loncPongDelay", seconds(l.pong_delay)),
+            ("loncRetryMin", seconds(l.retry_min)),
+            ("loncRetryMax", seconds(l.retry_max)),
+            ("loncMaxAttempts", l.max_attempts.to_string()),
+            ("loncDelayedRescan", seconds(l.delayed_rescan)),
+            ("loncMaxRequest", l.max_request.to_string()),
+            ("loncMaxReply", l.max_reply.to_string()),
+            ("loncConnectMode", l.connect_mode.to_string()),
+            ("loncIdleTimeout", seconds(l.idle_timeout)),
+            ("loncMaxConnections", l.max_connections.to_string()),
+            ("loncPipeline", l.pipeline.to_string()),
+            ("loncUser", self.user.clone()),
+        ];
+        let mut out = String::new();
+        for (name, value) in lines {
+            out.push_str(name);
+            out.push(' ');
+            out.push_str(&value);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const BASE: &str = "\
+PerlSetVar lonHostID msu1
+PerlSetVar lonTabDir /home/httpd/lonTabs
+PerlSetVar lonSockDir /home/httpd/sockets
+PerlSetVar londPort 5663
+PerlSetVar lonDaemons /home/httpd/perl
+PerlSetVar lonDocRoot /home/httpd/html
+";
+
+    fn base_settings() -> Settings {
+        Settings {
+            host_id: "msu1".into(),
+            tab_dir: "/home/httpd/lonTabs".into(),
+            sock_dir: "/home/httpd/sockets".into(),
+            lond_port: 5663,
+            daemons_dir: "/home/httpd/perl".into(),
+            doc_root: "/home/httpd/html".into(),
+            user: "www".into(),
+            link: LinkSettings::default(),
+        }
+    }
+
+    fn build(sources: &[(&str, &str)]) -> Result<Loaded, ConfigErrors> {
+        let mut b = ConfigBuilder::new();
+        for (name, text) in sources {
+            b.add_source(name, text);
+        }
+        b.build()
+    }
+
+    /// Builds BASE plus `extra` (in a second source `extra.conf`).
+    fn with(extra: &str) -> Result<Loaded, ConfigErrors> {
+        build(&[("base.conf", BASE), ("extra.conf", extra)])
+    }
+
+    /// The single error message of BASE plus `extra`.
+    fn error_of(extra: &str) -> String {
+        let errors = with(extra).unwrap_err();
+        assert_eq!(errors.errors.len(), 1, "{errors}");
+        errors.to_string()
+    }
+
+    fn link_of(extra: &str) -> LinkSettings {
+        with(extra).unwrap().settings.link
+    }
+
+    // ---- parse_perlsetvars ----
+
+    #[test]
+    fn perlsetvar_lines_are_parsed_with_source_and_line() {
+        let text = "# comment\n\
+                    <Location />\n\
+                    PerlSetVar lonHostID msu1\n\
+                    \n\
+                    \tperlsetvar\tlonTabDir   /tabs  trailing junk\r\n\
+                    PERLSETVAR londPort\n\
+                    PerlSetVar\n\
+                    PerlSetVarX lonFoo bar\n\
+                    SetVar lonFoo bar\n\
+                    PerlSetVar lonDocRoot /r";
+        let vars = parse_perlsetvars("a.conf", text);
+        let got: Vec<_> = vars
+            .iter()
+            .map(|v| (v.name.as_str(), v.value.as_str(), v.source.as_str(), v.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("lonHostID", "msu1", "a.conf", 3),
+                ("lonTabDir", "/tabs", "a.conf", 5),
+                ("londPort", "", "a.conf", 6),
+                ("lonDocRoot", "/r", "a.conf", 10),
+            ]
+        );
+    }
+
+    #[test]
+    fn perlsetvar_handles_bom_and_crlf() {
+        let vars = parse_perlsetvars("a", "\u{feff}PerlSetVar a b\r\nPerlSetVar c d\r\n");
+        assert_eq!(vars.len(), 2);
+        assert_eq!((vars[0].name.as_str(), vars[0].value.as_str()), ("a", "b"));
+        assert_eq!((vars[1].value.as_str(), vars[1].line), ("d", 2));
+    }
+
+    #[test]
+    fn perlsetvar_of_empty_text_is_empty() {
+        assert!(parse_perlsetvars("a", "").is_empty());
+        assert!(parse_perlsetvars("a", "\n\n  \n").is_empty());
+    }
+
+    // ---- required variables and defaults ----
+
+    #[test]
+    fn minimal_config_gets_every_default() {
+        let loaded = build(&[("base.conf", BASE)]).unwrap();
+        assert_eq!(loaded.settings, base_settings());
+        assert!(loaded.warnings.is_empty());
+        assert_eq!(loaded.settings.user, "www");
+        assert_eq!(loaded.settings.link.connect_mode, ConnectMode::Eager);
+    }
+
+    #[test]
+    fn each_missing_required_variable_is_named_with_the_files() {
+        for name in REQUIRED_VARIABLES {
+            let text: String = BASE
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1) != Some(name))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let errors = build(&[("a.conf", &text), ("b.conf", "")]).unwrap_err();
+            assert_eq!(
+                errors.errors,
+                [ConfigError::Missing {
+                    variable: name.to_owned(),
+                    files: vec!["a.conf".into(), "b.conf".into()],
+                }]
+            );
+            assert_eq!(
+                errors.to_string(),
+                format!("a.conf, b.conf: required variable {name} is not set")
+            );
+        }
+    }
+
+    #[test]
+    fn no_sources_reports_every_required_variable() {
+        let errors = ConfigBuilder::new().build().unwrap_err();
+        let expected: Vec<String> = REQUIRED_VARIABLES
+            .iter()
+            .map(|n| format!("(no configuration read): required variable {n} is not set"))
+            .collect();
+        assert_eq!(errors.to_string(), expected.join("\n"));
+    }
+
+    #[test]
+    fn required_names_are_case_sensitive() {
+        let text = BASE.replace("lonHostID", "lonhostid");
+        let errors = build(&[("a.conf", &text)]).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "a.conf: required variable lonHostID is not set"
+        );
+    }
+
+    #[test]
+    fn empty_value_is_an_error() {
+        assert_eq!(
+            error_of("PerlSetVar lonHostID\n"),
+            "extra.conf:1: lonHostID: no value given"
+        );
+        assert_eq!(
+            error_of("\nPerlSetVar loncUser\n"),
+            "extra.conf:2: loncUser: no value given"
+        );
+    }
+
+    #[test]
+    fn port_must_be_1_to_65535() {
+        assert_eq!(
+            with("PerlSetVar londPort 1\n").unwrap().settings.lond_port,
+            1
+        );
+        assert_eq!(
+            with("PerlSetVar londPort 65535\n")
+                .unwrap()
+                .settings
+                .lond_port,
+            65535
+        );
+        for bad in [
+            "0",
+            "65536",
+            "+1",
+            "-1",
+            "abc",
+            "56 63",
+            "0x10",
+            "99999999999999999999",
+        ] {
+            let text = format!("PerlSetVar londPort {bad}\n");
+            // "56 63": only the third field counts, which is "56": fine.
+            if bad == "56 63" {
+                assert_eq!(with(&text).unwrap().settings.lond_port, 56);
+                continue;
+            }
+            assert_eq!(
+                error_of(&text),
+                format!(
+                    "extra.conf:1: londPort: bad value {bad:?}: expected a TCP port number from 1 to 65535"
+                )
+            );
+        }
+    }
+
+    // ---- durations ----
+
+    #[test]
+    fn durations_accept_whole_and_decimal_seconds() {
+        let cases = [
+            ("0", Duration::ZERO),
+            ("5", Duration::from_secs(5)),
+            ("0.5", Duration::from_millis(500)),
+            (".5", Duration::from_millis(500)),
+            ("5.", Duration::from_secs(5)),
+            ("007.250", Duration::from_millis(7250)),
+            ("0.000000001", Duration::from_nanos(1)),
+            (
+                "1.0000000019",
+                Duration::from_secs(1) + Duration::from_nanos(1),
+            ),
+            ("315576000", Duration::from_secs(MAX_DURATION_SECS)),
+            ("315576000.000", Duration::from_secs(MAX_DURATION_SECS)),
+            ("0000000000000000000000000000001", Duration::from_secs(1)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn durations_reject_junk_negative_nan_inf_and_huge() {
+        let junk = "expected a number of seconds like 5 or 0.5";
+        let neg = "expected a number of seconds, a duration cannot be negative";
+        let huge = "expected at most 315576000 seconds (10 years)";
+        let cases = [
+            ("abc", junk),
+            (".", junk),
+            ("1.2.3", junk),
+            ("+1", junk),
+            ("1e3", junk),
+            ("NaN", junk),
+            ("nan", junk),
+            ("inf", junk),
+            ("infinity", junk),
+            ("5s", junk),
+            ("٣", junk),
+            ("-1", neg),
+            ("-0.5", neg),
+            ("315576001", huge),
+            ("315576000.000000001", huge),
+            ("18446744073709551616", huge),
+            ("999999999999999999999999999", huge),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Err(expected.to_owned()), "{text}");
+        }
+    }
+
+    /// Reads one duration field of [`LinkSettings`].
+    type DurationField = fn(&LinkSettings) -> Duration;
+
+    #[test]
+    fn every_duration_knob_is_read_and_reported() {
+        let knobs: [(&str, DurationField); 8] = [
+            ("loncTransactionTimeout", |l| l.transaction_timeout),
+            ("loncHandshakeTimeout", |l| l.handshake_timeout),
+            ("loncConnectTimeout", |l| l.connect_timeout),
+            ("loncPongDelay", |l| l.pong_delay),
+            ("loncRetryMin", |l| l.retry_min),
+            ("loncRetryMax", |l| l.retry_max),
+            ("loncDelayedRescan", |l| l.delayed_rescan),
+            ("loncIdleTimeout", |l| l.idle_timeout),
+        ];
+        for (name, get) in knobs {
+            // 150.25 lies between the retry defaults, so min <= max still holds.
+            let link = link_of(&format!("PerlSetVar {name} 150.25\n"));
+            assert_eq!(get(&link), Duration::from_millis(150_250), "{name}");
+            assert_eq!(
+                error_of(&format!("PerlSetVar {name} soon\n")),
+                format!(
+                    "extra.conf:1: {name}: bad value \"soon\": expected a number of seconds like 5 or 0.5"
+                )
+            );
+        }
+    }
+
+    // ---- sizes and counts ----
+
+    #[test]
+    fn sizes_are_positive_byte_counts() {
+        let link = link_of("PerlSetVar loncMaxRequest 1\nPerlSetVar loncMaxReply 1000000\n");
+        assert_eq!((link.max_request, link.max_reply), (1, 1_000_000));
+        for name in ["loncMaxRequest", "loncMaxReply"] {
+            for bad in ["0", "-1", "+5", "1k", "1.5", "99999999999999999999999"] {
+                assert_eq!(
+                    error_of(&format!("PerlSetVar {name} {bad}\n")),
+                    format!(
+                        "extra.conf:1: {name}: bad value {bad:?}: expected a positive whole number of bytes (at most {})",
+                        usize::MAX
+                    )
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn counts_are_at_least_one() {
+        let link = link_of(
+            "PerlSetVar loncMaxAttempts 1\nPerlSetVar loncMaxConnections 4\nPerlSetVar loncPipeline 8\n",
+        );
+        assert_eq!(
+            (link.max_attempts, link.max_connections, link.pipeline),
+            (1, 4, 8)
+        );
+        assert_eq!(
+            link_of("PerlSetVar loncMaxAttempts 4294967295\n").max_attempts,
+            u32::MAX
+        );
+        for name in ["loncMaxAttempts", "loncMaxConnections", "loncPipeline"] {
+            for bad in ["0", "-1", "+1", "one", "1.0", "99999999999999999999999"] {
+                assert_eq!(
+                    error_of(&format!("PerlSetVar {name} {bad}\n")),
+                    format!(
+                        "extra.conf:1: {name}: bad value {bad:?}: expected a whole number of at least 1"
+                    )
+                );
+            }
+        }
+        assert!(with("PerlSetVar loncMaxAttempts 4294967296\n").is_err());
+    }
+
+    #[test]
+    fn connect_mode_is_eager_or_on_demand() {
+        assert_eq!(
+            link_of("PerlSetVar loncConnectMode on-demand\n").connect_mode,
+            ConnectMode::OnDemand
+        );
+        assert_eq!(
+            link_of("PerlSetVar loncConnectMode On-Demand\n").connect_mode,
+            ConnectMode::OnDemand
+        );
+        assert_eq!(
+            link_of("PerlSetVar loncConnectMode eager\n").connect_mode,
+            ConnectMode::Eager
+        );
+        assert_eq!(
+            error_of("PerlSetVar loncConnectMode ondemand\n"),
+            "extra.conf:1: loncConnectMode: bad value \"ondemand\": expected eager or on-demand"
+        );
+        assert_eq!(ConnectMode::OnDemand.to_string(), "on-demand");
+        assert_eq!(ConnectMode::Eager.as_str(), "eager");
+    }
+
+    #[test]
+    fn user_is_read() {
+        let loaded = with("PerlSetVar loncUser daemon\n").unwrap();
+        assert_eq!(loaded.settings.user, "daemon");
+    }
+
+    // ---- retry bounds ----
+
+    #[test]
+    fn retry_min_may_equal_max() {
+        let link = link_of("PerlSetVar loncRetryMin 10\nPerlSetVar loncRetryMax 10\n");
+        assert_eq!(
+            (link.retry_min, link.retry_max),
+            (Duration::from_secs(10), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn retry_min_above_max_is_an_error() {
+        assert_eq!(
+            error_of("PerlSetVar loncRetryMin 20\nPerlSetVar loncRetryMax 10.5\n"),
+            "extra.conf:1: loncRetryMin: 20 is greater than loncRetryMax (10.5, extra.conf:2)"
+        );
+        assert_eq!(
+            error_of("PerlSetVar loncRetryMin 400\n"),
+            "extra.conf:1: loncRetryMin: 400 is greater than loncRetryMax (360, default)"
+        );
+        assert_eq!(
+            error_of("PerlSetVar loncRetryMax 60\n"),
+            "extra.conf:1: loncRetryMax: 60 is less than loncRetryMin (120, default)"
+        );
+    }
+
+    #[test]
+    fn bad_retry_value_gives_no_extra_conflict_error() {
+        assert_eq!(
+            error_of("PerlSetVar loncRetryMin x\nPerlSetVar loncRetryMax 60\n"),
+            "extra.conf:1: loncRetryMin: bad value \"x\": expected a number of seconds like 5 or 0.5"
+        );
+    }
+
+    // ---- several errors, several sources ----
+
+    #[test]
+    fn all_errors_are_collected_in_source_and_line_order() {
+        let a = "PerlSetVar lonHostID msu1\nPerlSetVar loncPipeline 0\nPerlSetVar londPort x\n";
+        let b = "PerlSetVar loncConnectMode lazy\nPerlSetVar loncPongDelay -1\n";
+        let errors = build(&[("a.conf", a), ("b.conf", b)]).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "\
+a.conf, b.conf: required variable lonTabDir is not set
+a.conf, b.conf: required variable lonSockDir is not set
+a.conf, b.conf: required variable lonDaemons is not set
+a.conf, b.conf: required variable lonDocRoot is not set
+a.conf:2: loncPipeline: bad value \"0\": expected a whole number of at least 1
+a.conf:3: londPort: bad value \"x\": expected a TCP port number from 1 to 65535
+b.conf:1: loncConnectMode: bad value \"lazy\": expected eager or on-demand
+b.conf:2: loncPongDelay: bad value \"-1\": expected a number of seconds, a duration cannot be negative"
+        );
+        assert_eq!(errors.errors.len(), 8);
+        assert_eq!(
+            errors.errors[4],
+            ConfigError::Invalid {
+                file: "a.conf".into(),
+                line: 2,
+                variable: "loncPipeline".into(),
+                message: "bad value \"0\": expected a whole number of at least 1".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn later_sources_and_later_lines_win() {
+        let a = "PerlSetVar loncUser a\nPerlSetVar loncPipeline 2\nPerlSetVar loncPipeline 3\n";
+        let b = "PerlSetVar loncUser b\nPerlSetVar lonHostID msu2\n";
+        let loaded = build(&[("base.conf", BASE), ("a.conf", a), ("b.conf", b)]).unwrap();
+        assert_eq!(loaded.settings.user, "b");
+        assert_eq!(loaded.settings.host_id, "msu2");
+        assert_eq!(loaded.settings.link.pipeline, 3);
+    }
+
+    #[test]
+    fn an_overridden_bad_value_is_not_an_error() {
+        let a = "PerlSetVar loncPipeline zero\nPerlSetVar londPort 0\n";
+        let b = "PerlSetVar loncPipeline 2\nPerlSetVar londPort 80\n";
+        let loaded = build(&[("base.conf", BASE), ("a.conf", a), ("b.conf", b)]).unwrap();
+        assert_eq!(loaded.settings.link.pipeline, 2);
+        assert_eq!(loaded.settings.lond_port, 80);
+    }
+
+    #[test]
+    fn a_later_bad_value_is_an_error_even_if_an_earlier_was_fine() {
+        assert_eq!(
+            error_of("PerlSetVar lonHostID\n"),
+            "extra.conf:1: lonHostID: no value given"
+        );
+    }
+
+    #[test]
+    fn builder_can_be_used_step_by_step_and_rebuilt() {
+        let mut b = ConfigBuilder::new();
+        b.add_source("base.conf", BASE);
+        assert_eq!(b.build().unwrap().settings, base_settings());
+        b.add_source("more.conf", "PerlSetVar loncUser nobody\n");
+        assert_eq!(b.build().unwrap().settings.user, "nobody");
+    }
+
+    // ---- warnings ----
+
+    #[test]
+    fn unknown_lonc_variables_warn() {
+        let extra = "\
+PerlSetVar loncFoo 1
+PerlSetVar loncmaxattempts 3
+PerlSetVar loncMaxattempts 3
+PerlSetVar loncapaVersion 2.11
+PerlSetVar lonFoo 1
+PerlSetVar lonc 1
+PerlSetVar lonc1 1
+PerlSetVar loncUser www
+PerlSetVar SomethingElse x
+";
+        let loaded = with(extra).unwrap();
+        assert_eq!(
+            loaded.warnings,
+            [
+                "extra.conf:1: unknown variable loncFoo ignored",
+                "extra.conf:3: unknown variable loncMaxattempts ignored (did you mean loncMaxAttempts?)",
+            ]
+        );
+        assert_eq!(loaded.settings.link, LinkSettings::default());
+    }
+
+    #[test]
+    fn warnings_come_with_errors_too() {
+        let errors = with("PerlSetVar loncPipelin 2\nPerlSetVar loncPipeline 0\n").unwrap_err();
+        assert_eq!(
+            errors.warnings,
+            ["extra.conf:1: unknown variable loncPipelin ignored"]
+        );
+        assert_eq!(errors.errors.len(), 1);
+    }
+
+    // ---- describe ----
+
+    #[test]
+    fn describe_lists_every_setting() {
+        let mut settings = base_settings();
+        settings.link.pong_delay = Duration::from_millis(500);
+        settings.link.connect_mode = ConnectMode::OnDemand;
+        assert_eq!(
+            settings.describe(),
+            "\
+lonHostID msu1
+lonTabDir /home/httpd/lonTabs
+lonSockDir /home/httpd/sockets
+londPort 5663
+lonDaemons /home/httpd/perl
+lonDocRoot /home/httpd/html
+loncTransactionTimeout 300
+loncHandshakeTimeout 60
+loncConnectTimeout 5
+loncPongDelay 0.5
+loncRetryMin 120
+loncRetryMax 360
+loncMaxAttempts 5
+loncDelayedRescan 60
+loncMaxRequest 16777216
+loncMaxReply 268435456
+loncConnectMode on-demand
+loncIdleTimeout 300
+loncMaxConnections 1
+loncPipeline 1
+loncUser www
+"
+        );
+    }
+
+    #[test]
+    fn describe_names_exactly_the_known_variables() {
+        let names: Vec<String> = base_settings()
+            .describe()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect();
+        let known: Vec<&str> = REQUIRED_VARIABLES
+            .iter()
+            .chain(OPTIONAL_VARIABLES.iter())
+            .copied()
+            .collect();
+        assert_eq!(names, known);
+    }
+
+    #[test]
+    fn seconds_are_shortest_exact_decimals() {
+        assert_eq!(seconds(Duration::ZERO), "0");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5");
+        assert_eq!(seconds(Duration::from_nanos(1)), "0.000000001");
+        assert_eq!(
+            seconds(Duration::from_nanos(120_000_000_100)),
+            "120.0000001"
+        );
+    }
+
+    // ---- properties ----
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (0..=MAX_DURATION_SECS).prop_map(Duration::from_secs),
+            (0..MAX_DURATION_SECS, 0..1_000_000_000u32).prop_map(|(s, n)| Duration::new(s, n)),
+            (0..1000u64, 0..1000u32).prop_map(|(s, ms)| Duration::new(s, ms * 1_000_000)),
+        ]
+    }
+
+    fn word() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.,:@-]{1,12}"
+    }
+
+    fn path() -> impl Strategy<Value = PathBuf> {
+        "(/[A-Za-z0-9_.-]{1,8}){1,4}/?".prop_map(PathBuf::from)
+    }
+
+    fn link_settings() -> impl Strategy<Value = LinkSettings> {
+        (
+            (duration(), duration(), duration(), duration()),
+            (duration(), duration(), 1..=u32::MAX, duration()),
+            (1..=usize::MAX, 1..=usize::MAX, any::<bool>(), duration()),
+            (1..=usize::MAX, 1..=usize::MAX),
+        )
+            .prop_map(
+                |((t, h, c, p), (r1, r2, a, d), (mq, mr, od, i), (mc, pl))| LinkSettings {
+                    transaction_timeout: t,
+                    handshake_timeout: h,
+                    connect_timeout: c,
+                    pong_delay: p,
+                    retry_min: r1.min(r2),
+                    retry_max: r1.max(r2),
+                    max_attempts: a,
+                    delayed_rescan: d,
+                    max_request: mq,
+                    max_reply: mr,
+                    connect_mode: if od {
+                        ConnectMode::OnDemand
+                    } else {
+                        ConnectMode::Eager
+                    },
+                    idle_timeout: i,
+                    max_connections: mc,
+                    pipeline: pl,
+                },
+            )
+    }
+
+    fn settings() -> impl Strategy<Value = Settings> {
+        (
+            word(),
+            path(),
+            path(),
+            1..=u16::MAX,
+            path(),
+            path(),
+            word(),
+            link_settings(),
+        )
+            .prop_map(
+                |(host_id, tab_dir, sock_dir, lond_port, daemons_dir, doc_root, user, link)| {
+                    Settings {
+                        host_id,
+                        tab_dir,
+                        sock_dir,
+                        lond_port,
+                        daemons_dir,
+                        doc_root,
+                        user,
+                        link,
+                    }
+                },
+            )
+    }
+
+    /// Seconds written independently of `seconds()`: always 9 fraction digits, or none.
+    fn secs_text(d: Duration) -> String {
+        if d.subsec_nanos() == 0 {
+            d.as_secs().to_string()
+        } else {
+            format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+        }
+    }
+
+    /// (name, value) for every variable of `s`.
+    fn pairs(s: &Settings) -> Vec<(&'static str, String)> {
+        let l = &s.link;
+        vec![
+            ("lonHostID", s.host_id.clone()),
+            ("lonTabDir", s.tab_dir.to_str().unwrap().to_owned()),
+            ("lonSockDir", s.sock_dir.to_str().unwrap().to_owned()),
+            ("londPort", s.lond_port.to_string()),
+            ("lonDaemons", s.daemons_dir.to_str().unwrap().to_owned()),
+            ("lonDocRoot", s.doc_root.to_str().unwrap().to_owned()),
+            ("loncTransactionTimeout", secs_text(l.transaction_timeout)),
+            ("loncHandshakeTimeout", secs_text(l.handshake_timeout)),
+            ("loncConnectTimeout", secs_text(l.connect_timeout)),
+            ("loncPongDelay", secs_text(l.pong_delay)),
+            ("loncRetryMin", secs_text(l.retry_min)),
+            ("loncRetryMax", secs_text(l.retry_max)),
+            ("loncMaxAttempts", l.max_attempts.to_string()),
+            ("loncDelayedRescan", secs_text(l.delayed_rescan)),
+            ("loncMaxRequest", l.max_request.to_string()),
+            ("loncMaxReply", l.max_reply.to_string()),
+            (
+                "loncConnectMode",
+                match l.connect_mode {
+                    ConnectMode::Eager => "eager".into(),
+                    ConnectMode::OnDemand => "on-demand".into(),
+                },
+            ),
+            ("loncIdleTimeout", secs_text(l.idle_timeout)),
+            ("loncMaxConnections", l.max_connections.to_string()),
+            ("loncPipeline", l.pipeline.to_string()),
+            ("loncUser", s.user.clone()),
+        ]
+    }
+
+    /// How a generated line is dressed: keyword spelling, leading whitespace, the two
+    /// separators, and whether it ends in CRLF.
+    type Style = (String, String, String, String, bool);
+
+    /// A random [`Style`].
+    fn style() -> impl Strategy<Value = Style> {
+        (
+            prop_oneof![
+                Just("PerlSetVar".to_owned()),
+                Just("perlsetvar".to_owned()),
+                Just("PERLSETVAR".to_owned())
+            ],
+            "[ \t]{0,3}",
+            "[ \t]{1,3}",
+            "[ \t]{1,3}",
+            any::<bool>(),
+        )
+    }
+
+    /// Lines that are not PerlSetVar lines of known variables.
+    fn junk_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "#[ -~]{0,30}",
+            "<[A-Za-z]{1,10}>",
+            "(PerlModule|SetHandler|Alias) [ -~]{0,20}",
+            "PerlSetVar (lonLocal|lonRole|lonExpire)[A-Za-z]{0,5} [!-~]{1,10}",
+        ]
+    }
+
+    /// The text of a config setting `vars`, with junk lines and random style.
+    fn render(vars: &[(&str, String)], styles: &[Style], junk: &[String]) -> String {
+        let mut text = String::new();
+        for (i, (name, value)) in vars.iter().enumerate() {
+            if let Some(j) = junk.get(i) {
+                text.push_str(j);
+                text.push('\n');
+            }
+            let (kw, lead, sep1, sep2, crlf) = &styles[i % styles.len()];
+            text.push_str(&format!("{lead}{kw}{sep1}{name}{sep2}{value}"));
+            text.push_str(if *crlf { "\r\n" } else { "\n" });
+        }
+        text
+    }
+
+    proptest! {
+        #[test]
+        fn parser_and_builder_never_panic(text in "\\PC*", text2 in "(PerlSetVar|lonc|[ \t\r\n.0-9a-zA-Z-])*") {
+            let _ = parse_perlsetvars("a", &text);
+            let _ = parse_perlsetvars("b", &text2);
+            let mut b = ConfigBuilder::new();
+            b.add_source("a", &text).add_source("b", &text2);
+            let _ = b.build().map(|l| l.settings.describe()).map_err(|e| e.to_string());
+        }
+
+        #[test]
+        fn builder_never_panics_on_arbitrary_values(
+            values in proptest::collection::vec(("[A-Za-z]{0,3}", "\\PC{0,12}"), 0..21),
+        ) {
+            let known: Vec<&str> = REQUIRED_VARIABLES.iter().chain(OPTIONAL_VARIABLES.iter()).copied().collect();
+            let mut text = String::new();
+            for (i, (prefix, value)) in values.iter().enumerate() {
+                text.push_str(&format!("PerlSetVar {prefix}{} {value}\n", known[i]));
+            }
+            let mut b = ConfigBuilder::new();
+            b.add_source("a", &text);
+            match b.build() {
+                Ok(l) => { let _ = l.settings.describe(); }
+                Err(e) => prop_assert!(!e.errors.is_empty()),
+            }
+        }
+
+        #[test]
+        fn parser_finds_every_perlsetvar_line(
+            vars in proptest::collection::vec(("[A-Za-z][A-Za-z0-9]{0,10}", "[!-~]{0,10}"), 0..20),
+            styles in proptest::collection::vec(style(), 1..5),
+            junk in proptest::collection::vec(junk_line().prop_filter("no PerlSetVar", |l| !l.starts_with("PerlSetVar")), 0..20),
+        ) {
+            let refs: Vec<(&str, String)> = vars.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+            let text = render(&refs, &styles, &junk);
+            let got: Vec<(String, String)> = parse_perlsetvars("x", &text)
+                .into_iter()
+                .map(|v| (v.name, v.value))
+                .collect();
+            prop_assert_eq!(got, vars);
+        }
+
+        #[test]
+        fn generated_config_round_trips(
+            s in settings(),
+            styles in proptest::collection::vec(style(), 1..5),
+            junk in proptest::collection::vec(junk_line(), 0..25),
+            split in 0..=21usize,
+        ) {
+            let vars = pairs(&s);
+            // Split the variables over two sources at a random point.
+            let a = render(&vars[..split], &styles, &junk);
+            let b = render(&vars[split..], &styles, &[]);
+            let loaded = build(&[("a.conf", &a), ("b.conf", &b)]).map_err(|e| e.to_string());
+            prop_assert_eq!(loaded.as_ref().map(|l| &l.settings), Ok(&s));
+            prop_assert!(loaded.unwrap().warnings.is_empty());
+        }
+
+        #[test]
+        fn describe_output_builds_the_same_settings(s in settings()) {
+            let text: String = s.describe().lines().map(|l| format!("PerlSetVar {l}\n")).collect();
+            let loaded = build(&[("described", &text)]).map_err(|e| e.to_string());
+            prop_assert_eq!(loaded.map(|l| l.settings), Ok(s));
+        }
+
+        #[test]
+        fn later_sources_win(
+            first in settings(),
+            second in settings(),
+            overridden in proptest::collection::vec(any::<bool>(), 21),
+        ) {
+            let a = render(&pairs(&first), &[("PerlSetVar".into(), String::new(), " ".into(), " ".into(), false)], &[]);
+            let chosen: Vec<(&str, String)> = pairs(&second)
+                .into_iter()
+                .zip(&overridden)
+                .filter(|(_, o)| **o)
+                .map(|(p, _)| p)
+                .collect();
+            let b = render(&chosen, &[("PerlSetVar".into(), String::new(), " ".into(), " ".into(), false)], &[]);
+            let got = build(&[("a.conf", &a), ("b.conf", &b)]);
+            // Expected: each variable from `second` where overridden, else from `first`.
+            let expected: Vec<(&str, String)> = pairs(&first)
+                .into_iter()
+                .zip(pairs(&second))
+                .zip(&overridden)
+                .map(|((f, s), o)| if *o { s } else { f })
+                .collect();
+            let min = expected.iter().find(|(n, _)| *n == "loncRetryMin").unwrap().1.clone();
+            let max = expected.iter().find(|(n, _)| *n == "loncRetryMax").unwrap().1.clone();
+            let retry_ok = parse_duration(&min).unwrap() <= parse_duration(&max).unwrap();
+            match got {
+                Ok(loaded) => {
+                    prop_assert!(retry_ok);
+                    let want = render(&expected, &[("PerlSetVar".into(), String::new(), " ".into(), " ".into(), false)], &[]);
+                    prop_assert_eq!(loaded.settings, build(&[("want", &want)]).unwrap().settings);
+                }
+                Err(e) => {
+                    prop_assert!(!retry_ok);
+                    prop_assert_eq!(e.errors.len(), 1);
+                }
+            }
+        }
+    }
 }

@@ -56,7 +56,7 @@ impl LineDecoder {
         // A line may hold at most `max` bytes before its LF, so the LF can only be among
         // the first `max + 1` bytes; nothing beyond that window needs scanning.
         let window = self.buf.len().min(self.max.saturating_add(1));
-        if let Some(i) = find_lf(&self.buf[self.scanned..window]) {
+        if let Some(i) = memchr::memchr(b'\n', &self.buf[self.scanned..window]) {
             let end = self.scanned + i + 1;
             self.scanned = 0;
             return Some(Ok(self.buf.split_to(end).freeze()));
@@ -76,32 +76,6 @@ impl LineDecoder {
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
-}
-
-/// The index of the first LF in `s`, eight bytes at a time.
-fn find_lf(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const LFS: u64 = ONES * b'\n' as u64;
-    let mut words = s.chunks_exact(8);
-    let mut base = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes) ^ LFS;
-        // The lowest set bit marks the first zero byte of `x` (borrows only corrupt the
-        // bytes above it).
-        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zeros != 0 {
-            return Some(base + (zeros.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|i| base + i)
 }
 
 /// `line` followed by one LF, as one buffer.
@@ -260,19 +234,6 @@ mod tests {
         assert_eq!(d.next_line(), Some(Ok(Bytes::from_static(b"abc\n"))));
     }
 
-    #[test]
-    fn lf_at_every_offset_of_a_word() {
-        for len in 0..40 {
-            for pos in 0..len {
-                let mut s = vec![b'x'; len];
-                s[pos] = b'\n';
-                assert_eq!(find_lf(&s), Some(pos));
-                s[pos..].fill(b'\n');
-                assert_eq!(find_lf(&s), Some(pos));
-            }
-            assert_eq!(find_lf(&vec![b'\x0b'; len]), None);
-        }
-    }
 
     #[test]
     fn encode_and_chomp() {
@@ -324,11 +285,6 @@ mod tests {
                 }
                 prop_assert!(d.buffered() <= max);
             }
-        }
-
-        #[test]
-        fn find_lf_matches_position(data in stream()) {
-            prop_assert_eq!(find_lf(&data), data.iter().position(|&b| b == b'\n'));
         }
 
         #[test]

@@ -1,3 +1,5 @@
 //! lonc-tests: the deterministic simulation harness (virtual clock, in-memory network) and
 //! end-to-end helpers.
 #![warn(missing_docs)]
+
+pub mod sim;

@@ -1,0 +1,488 @@
+//! A deterministic world for one [`Peer`]: a virtual clock, an in-memory network and a
+//! scripted lond built on the core's [`LondSession`], local clients, and a delayed spool
+//! held in memory. Everything is ordered (`BTreeMap`, sequence numbers): a world run twice
+//! with the same script gives the same trace.
+//!
+//! The world carries out every [`Output`] of the peer at once (connections open or fail,
+//! bytes reach lond, replies reach clients, spool files are listed, read and deleted), and
+//! lond's answers come back as events at the virtual time they are due.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lonc_core::config::LinkSettings;
+use lonc_core::delayed::PermLogEntry;
+use lonc_core::io::{ClientId, ConnId, LogEvent, Output};
+use lonc_core::lond::{LondConfig, LondEvent, LondSession};
+use lonc_core::peer::Peer;
+
+/// The peer's host id in every world (the lond side).
+pub const PEER_ID: &str = "msul1";
+/// This server's host id in every world (the lonc side).
+pub const OWN_ID: &str = "msul2";
+/// The buildkey the scripted lond hands out.
+pub const BUILDKEY: &str = "3451878943AF7E9B2C40812";
+/// The challenge the scripted lond sends.
+pub const CHALLENGE: &str = "123451016600000";
+
+/// How the scripted lond and the network behave. Change it at any time; it applies to
+/// what happens next.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Connections are accepted (else refused at once).
+    pub listening: bool,
+    /// Connection attempts never complete (the connect timeout must fire).
+    pub hang_connect: bool,
+    /// lond refuses this client (`refused` to `init`).
+    pub refuse: bool,
+    /// The network corrupts lonc's echo of the challenge (lond answers `refused`).
+    pub corrupt_echo: bool,
+    /// lond stops answering after this many lines from lonc on a connection
+    /// (0 = at once; 1 = after `init`, ...). `None`: never stalls.
+    pub stall_after_lines: Option<usize>,
+    /// lond closes every connection after this many lines from lonc.
+    pub close_after_lines: Option<usize>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            listening: true,
+            hang_connect: false,
+            refuse: false,
+            corrupt_echo: false,
+            stall_after_lines: None,
+            close_after_lines: None,
+        }
+    }
+}
+
+/// What the world does with one input.
+#[derive(Debug)]
+enum Event {
+    Connected(ConnId),
+    ToLonc(ConnId, Bytes),
+    LondClosed(ConnId),
+    LondReply {
+        conn: ConnId,
+        id: u64,
+        data: Vec<u8>,
+        encrypted: bool,
+    },
+    LondClose(ConnId),
+}
+
+/// One simulated TCP connection, seen from lond.
+struct SimConn {
+    lond: LondSession,
+    lines_seen: usize,
+    partial: Vec<u8>,
+}
+
+/// The world: a peer, its lond, its clients and its spool, on a virtual clock.
+pub struct World {
+    /// The virtual time now.
+    pub now: Instant,
+    /// The state machine under test.
+    pub peer: Peer,
+    /// How lond and the network behave.
+    pub script: Script,
+    /// Every reply line each client received, in order.
+    pub replies: BTreeMap<ClientId, Vec<Bytes>>,
+    /// Clients the peer closed.
+    pub closed: BTreeSet<ClientId>,
+    /// The delayed spool: file name -> content.
+    pub spool: BTreeMap<String, Vec<u8>>,
+    /// `lonnet.perm.log` entries.
+    pub perm_log: Vec<PermLogEntry>,
+    /// `lonc.log` events.
+    pub log: Vec<LogEvent>,
+    /// Requests lond received, decrypted, in order (`true` if it came encrypted).
+    pub lond_requests: Vec<(Vec<u8>, bool)>,
+    /// Connection attempts the peer made, with their virtual time.
+    pub connects: Vec<Instant>,
+    /// When a connect or handshake attempt failed (the peer's failed-attempt count rose).
+    pub failures: Vec<Instant>,
+    /// When the peer was revived.
+    pub revivals: Vec<Instant>,
+    /// Delayed files deleted before lond had received their request: must stay empty.
+    pub deleted_unanswered: Vec<String>,
+    /// A readable trace of everything, for failure messages and determinism checks.
+    pub trace: Vec<String>,
+    start: Instant,
+    last_attempts: u32,
+    conns: BTreeMap<ConnId, SimConn>,
+    events: BTreeMap<(Instant, u64), Event>,
+    seq: u64,
+    next_client: u64,
+}
+
+impl World {
+    /// A world whose peer has these settings and backoff seed, with `start` as time zero.
+    pub fn new(start: Instant, settings: LinkSettings, seed: u64) -> Self {
+        let peer = Peer::new(PEER_ID, OWN_ID, "127.0.0.1", 5663, settings, seed, start);
+        let w = World {
+            now: start,
+            peer,
+            script: Script::default(),
+            replies: BTreeMap::new(),
+            closed: BTreeSet::new(),
+            spool: BTreeMap::new(),
+            perm_log: Vec::new(),
+            log: Vec::new(),
+            lond_requests: Vec::new(),
+            connects: Vec::new(),
+            failures: Vec::new(),
+            revivals: Vec::new(),
+            deleted_unanswered: Vec::new(),
+            trace: Vec::new(),
+            start,
+            last_attempts: 0,
+            conns: BTreeMap::new(),
+            events: BTreeMap::new(),
+            seq: 0,
+            next_client: 1,
+        };
+        // The peer's first outputs (in eager mode, its first connect) are carried out at
+        // the first step, so a test can set the script before that.
+        w
+    }
+
+    /// Seconds since the world began.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// A new client id.
+    pub fn new_client(&mut self) -> ClientId {
+        let id = ClientId(self.next_client);
+        self.next_client += 1;
+        id
+    }
+
+    /// A client writes bytes to the peer's socket.
+    pub fn client_send(&mut self, client: ClientId, data: &[u8]) {
+        self.trace(format!("client {} sends {} bytes", client.0, data.len()));
+        self.peer.handle_client_data(self.now, client, data);
+        self.drain();
+    }
+
+    /// A new client sends one request line (LF added) and shuts its writing side, the
+    /// lonnet pattern. Returns its id.
+    pub fn request(&mut self, line: &[u8]) -> ClientId {
+        let c = self.new_client();
+        let mut data = line.to_vec();
+        data.push(b'\n');
+        self.client_send(c, &data);
+        self.peer.handle_client_eof(self.now, c);
+        self.drain();
+        c
+    }
+
+    /// The client vanishes.
+    pub fn client_gone(&mut self, client: ClientId) {
+        self.peer.handle_client_gone(self.now, client);
+        self.drain();
+    }
+
+    /// USR1.
+    pub fn revive(&mut self) {
+        self.revivals.push(self.now);
+        self.peer.revive(self.now);
+        self.drain();
+    }
+
+    /// The replies `client` received so far, as text lines without LF.
+    pub fn replies_of(&self, client: ClientId) -> Vec<String> {
+        self.replies
+            .get(&client)
+            .map(|v| {
+                v.iter()
+                    .map(|b| String::from_utf8_lossy(b.strip_suffix(b"\n").unwrap_or(b)).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The one reply `client` received, or a panic with the trace.
+    pub fn reply_of(&self, client: ClientId) -> String {
+        let r = self.replies_of(client);
+        assert_eq!(r.len(), 1, "client {} replies {r:?}\n{}", client.0, self.trace.join("\n"));
+        r[0].clone()
+    }
+
+    /// Open connections on the lond side.
+    pub fn lond_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Runs until virtual time `now + d`, delivering events and timeouts in order.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Runs until nothing is due before `until`, then sets the clock to `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        self.drain();
+        for _ in 0..1_000_000 {
+            let next_event = self.events.keys().next().map(|k| k.0);
+            let next_timeout = self.peer.poll_timeout();
+            let next = match (next_event, next_timeout) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            if next_event.is_some_and(|e| e <= next) {
+                let key = *self.events.keys().next().expect("event present");
+                let ev = self.events.remove(&key).expect("event present");
+                self.deliver(ev);
+            } else {
+                self.peer.handle_timeout(self.now);
+                self.drain();
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Delivers everything due now (zero-latency network), without advancing time.
+    pub fn settle(&mut self) {
+        self.run_for(Duration::ZERO);
+    }
+
+    fn schedule(&mut self, at: Instant, ev: Event) {
+        self.seq += 1;
+        self.events.insert((at, self.seq), ev);
+    }
+
+    fn trace(&mut self, s: String) {
+        let t = self.elapsed().as_secs_f64();
+        self.trace.push(format!("{t:10.3} {s}"));
+    }
+
+    fn deliver(&mut self, ev: Event) {
+        match ev {
+            Event::Connected(conn) => {
+                self.trace(format!("conn {} connected", conn.0));
+                self.peer.handle_connected(self.now, conn);
+            }
+            Event::ToLonc(conn, data) => {
+                if !self.conns.contains_key(&conn) {
+                    return;
+                }
+                self.trace(format!("lond -> conn {}: {:?}", conn.0, String::from_utf8_lossy(&data)));
+                self.peer.handle_conn_data(self.now, conn, &data);
+            }
+            Event::LondClosed(conn) => {
+                if self.conns.remove(&conn).is_some() {
+                    self.trace(format!("lond closed conn {}", conn.0));
+                    self.peer.handle_conn_closed(self.now, conn);
+                }
+            }
+            Event::LondReply {
+                conn,
+                id,
+                data,
+                encrypted,
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if encrypted {
+                        c.lond.reply_encrypted(id, &data);
+                    } else {
+                        c.lond.reply(id, &data);
+                    }
+                    self.pump_lond(conn);
+                }
+            }
+            Event::LondClose(conn) => {
+                self.schedule(self.now, Event::LondClosed(conn));
+            }
+        }
+        self.drain();
+    }
+
+    /// Carries out every output of the peer.
+    fn drain(&mut self) {
+        while let Some(out) = self.peer.poll_output() {
+            self.note_attempts();
+            self.carry_out(out);
+        }
+        self.note_attempts();
+    }
+
+    /// Every input is followed by a drain, so a rise of the failed-attempt count is seen
+    /// at the virtual time of the input that caused it.
+    fn note_attempts(&mut self) {
+        let attempts = self.peer.failed_attempts();
+        if attempts > self.last_attempts {
+            self.failures.push(self.now);
+        }
+        self.last_attempts = attempts;
+    }
+
+    fn carry_out(&mut self, out: Output) {
+        match out {
+            Output::Connect { conn, .. } => {
+                self.connects.push(self.now);
+                self.trace(format!("connect conn {}", conn.0));
+                if self.script.hang_connect {
+                    return;
+                }
+                if !self.script.listening {
+                    self.trace(format!("conn {} refused", conn.0));
+                    self.peer.handle_connect_failed(self.now, conn, "connection refused");
+                    return;
+                }
+                let cfg = LondConfig {
+                    own_id: PEER_ID.into(),
+                    client_id: OWN_ID.into(),
+                    challenge: CHALLENGE.into(),
+                    buildkey: BUILDKEY.into(),
+                    refuse: self.script.refuse,
+                    max_line: 1 << 30,
+                };
+                self.conns.insert(
+                    conn,
+                    SimConn {
+                        lond: LondSession::new(cfg),
+                        lines_seen: 0,
+                        partial: Vec::new(),
+                    },
+                );
+                self.schedule(self.now, Event::Connected(conn));
+            }
+            Output::Transmit { conn, data } => self.to_lond(conn, &data),
+            Output::CloseConn { conn } => {
+                if self.conns.remove(&conn).is_some() {
+                    self.trace(format!("lonc closed conn {}", conn.0));
+                }
+            }
+            Output::Reply { client, data } => {
+                self.trace(format!("reply to client {}: {:?}", client.0, String::from_utf8_lossy(&data)));
+                self.replies.entry(client).or_default().push(data);
+            }
+            Output::CloseClient { client } => {
+                self.trace(format!("close client {}", client.0));
+                self.closed.insert(client);
+            }
+            Output::ListDelayed => {
+                let names: Vec<String> = self.spool.keys().cloned().collect();
+                self.trace(format!("list delayed: {names:?}"));
+                self.peer.handle_delayed_list(self.now, &names);
+            }
+            Output::ReadDelayed { name } => {
+                let content = self.spool.get(&name).cloned();
+                match content {
+                    Some(c) => self.peer.handle_delayed_read(self.now, &name, Ok(&c)),
+                    None => self.peer.handle_delayed_read(self.now, &name, Err("no such file")),
+                }
+            }
+            Output::DeleteDelayed { name } => {
+                self.trace(format!("delete delayed {name}"));
+                if let Some(content) = self.spool.remove(&name) {
+                    let request = content.split(|&b| b == b'\n').next().unwrap_or(&[]);
+                    let request = request.strip_prefix(b"encrypt:").unwrap_or(request);
+                    if !self.lond_requests.iter().any(|(r, _)| r == request) {
+                        self.deleted_unanswered.push(name);
+                    }
+                }
+            }
+            Output::PermLog(e) => self.perm_log.push(e),
+            Output::Log(e) => {
+                self.trace(format!("log {}: {}", e.severity.as_str(), e.message));
+                self.log.push(e);
+            }
+        }
+    }
+
+    /// Bytes from lonc reach lond, line by line, through the script's faults.
+    fn to_lond(&mut self, conn: ConnId, data: &[u8]) {
+        let script = self.script.clone();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.partial.extend_from_slice(data);
+        while let Some(end) = c.partial.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = c.partial.drain(..=end).collect();
+            let index = c.lines_seen;
+            c.lines_seen += 1;
+            if script.close_after_lines.is_some_and(|n| index >= n) {
+                self.schedule(self.now, Event::LondClose(conn));
+                return;
+            }
+            if script.stall_after_lines.is_some_and(|n| index >= n) {
+                continue;
+            }
+            if script.corrupt_echo && index == 1 {
+                line = b"wrong\n".to_vec();
+            }
+            c.lond.handle_data(&line);
+        }
+        self.pump_lond(conn);
+    }
+
+    /// Carries out lond's events: bytes to lonc, requests to answer, a close.
+    fn pump_lond(&mut self, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let Some(ev) = c.lond.poll_event() else {
+                return;
+            };
+            match ev {
+                LondEvent::Transmit(data) => self.schedule(self.now, Event::ToLonc(conn, data)),
+                LondEvent::Close => self.schedule(self.now, Event::LondClose(conn)),
+                LondEvent::Request {
+                    id,
+                    line,
+                    was_encrypted,
+                } => {
+                    self.lond_requests.push((line.clone(), was_encrypted));
+                    self.answer(conn, id, &line);
+                }
+            }
+        }
+    }
+
+    /// The scripted application behind lond, as lond-sim answers.
+    fn answer(&mut self, conn: ConnId, id: u64, line: &[u8]) {
+        let text = String::from_utf8_lossy(line).into_owned();
+        let now = self.now;
+        let (at, data, encrypted) = if text == "ping" {
+            (now, PEER_ID.as_bytes().to_vec(), false)
+        } else if let Some(x) = text.strip_prefix("echo:") {
+            (now, x.as_bytes().to_vec(), false)
+        } else if let Some(x) = text.strip_prefix("eget:") {
+            (now, x.as_bytes().to_vec(), true)
+        } else if let Some(x) = text.strip_prefix("raw:") {
+            (now, x.as_bytes().to_vec(), false)
+        } else if let Some(rest) = text.strip_prefix("sleep:") {
+            let (ms, x) = rest.split_once(':').unwrap_or((rest, ""));
+            let ms: u64 = ms.parse().unwrap_or(0);
+            (now + Duration::from_millis(ms), x.as_bytes().to_vec(), false)
+        } else if text == "close" {
+            self.schedule(now, Event::LondClose(conn));
+            return;
+        } else if text == "silent" {
+            return;
+        } else {
+            (now, b"unknown_cmd".to_vec(), false)
+        };
+        self.schedule(
+            at,
+            Event::LondReply {
+                conn,
+                id,
+                data,
+                encrypted,
+            },
+        );
+    }
+}

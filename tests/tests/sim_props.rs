@@ -1,0 +1,286 @@
+//! Property-based state-machine tests of the peer in the simulated world: arbitrary
+//! client traffic, lond faults, time jumps, spool files and revivals, with the invariants
+//! checked at the end of every run:
+//! - every request of a client that stayed is answered exactly once, in its order, with
+//!   its own answer or `con_lost`, and the client is closed;
+//! - no reply reaches the wrong client;
+//! - a delayed file is deleted only after lond received its request, and once the faults
+//!   heal every delayed file is delivered;
+//! - no connection is attempted sooner than `retry_min` after a failed attempt (unless a
+//!   revival came in between);
+//! - the same operations give the same trace.
+//!
+//! A second property feeds the peer raw arbitrary inputs and checks it never panics.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lonc_core::config::{ConnectMode, LinkSettings};
+use lonc_core::io::{ClientId, ConnId};
+use lonc_core::peer::{Peer, QUEUE_LIMIT};
+use lonc_tests::sim::World;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Req {
+    Echo,
+    Sleep(u32),
+    Encrypted,
+    Eget,
+    Close,
+    Silent,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Client(Vec<Req>),
+    Gone(usize),
+    Advance(u32),
+    Listening(bool),
+    Refuse(bool),
+    Stall(Option<usize>),
+    Spool(u8, bool),
+    Revive,
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    prop_oneof![
+        4 => Just(Req::Echo),
+        2 => (0u32..400_000).prop_map(Req::Sleep),
+        1 => Just(Req::Encrypted),
+        1 => Just(Req::Eget),
+        1 => Just(Req::Close),
+        1 => Just(Req::Silent),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => proptest::collection::vec(req(), 1..4).prop_map(Op::Client),
+        1 => (0usize..20).prop_map(Op::Gone),
+        4 => (0u32..200_000).prop_map(Op::Advance),
+        1 => any::<bool>().prop_map(Op::Listening),
+        1 => any::<bool>().prop_map(Op::Refuse),
+        1 => proptest::option::of(0usize..4).prop_map(Op::Stall),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(n, e)| Op::Spool(n, e)),
+        1 => Just(Op::Revive),
+    ]
+}
+
+fn settings() -> impl Strategy<Value = LinkSettings> {
+    (any::<bool>(), 1usize..4, 1usize..3, 0u64..3).prop_map(|(on_demand, pipeline, conns, pong)| {
+        LinkSettings {
+            connect_mode: if on_demand { ConnectMode::OnDemand } else { ConnectMode::Eager },
+            pipeline,
+            max_connections: conns,
+            pong_delay: Duration::from_secs(pong),
+            retry_min: Duration::from_secs(10),
+            retry_max: Duration::from_secs(30),
+            max_attempts: 3,
+            ..LinkSettings::default()
+        }
+    })
+}
+
+/// What each client asked, in order, and the token its reply must carry.
+type Expected = BTreeMap<ClientId, Vec<(Req, String)>>;
+
+fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<ClientId>) {
+    let mut w = World::new(Instant::now(), settings.clone(), seed);
+    let mut expected: Expected = BTreeMap::new();
+    let mut order: Vec<ClientId> = Vec::new();
+    let mut gone: Vec<ClientId> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Client(reqs) => {
+                let c = w.new_client();
+                let mut data = Vec::new();
+                let mut want = Vec::new();
+                for (n, r) in reqs.iter().enumerate() {
+                    let token = format!("c{}-{n}", c.0);
+                    let line = match r {
+                        Req::Echo => format!("echo:{token}"),
+                        Req::Sleep(ms) => format!("sleep:{ms}:{token}"),
+                        Req::Encrypted => format!("encrypt:echo:{token}"),
+                        Req::Eget => format!("eget:{token}"),
+                        Req::Close => "close".to_string(),
+                        Req::Silent => "silent".to_string(),
+                    };
+                    data.extend_from_slice(line.as_bytes());
+                    data.push(b'\n');
+                    want.push((r.clone(), token));
+                }
+                w.client_send(c, &data);
+                w.peer.handle_client_eof(w.now, c);
+                w.settle();
+                expected.insert(c, want);
+                order.push(c);
+            }
+            Op::Gone(i) => {
+                if let Some(&c) = order.get(*i) {
+                    if !gone.contains(&c) && !w.closed.contains(&c) {
+                        w.client_gone(c);
+                        gone.push(c);
+                    }
+                }
+            }
+            Op::Advance(ms) => w.run_for(Duration::from_millis(u64::from(*ms))),
+            Op::Listening(b) => w.script.listening = *b,
+            Op::Refuse(b) => w.script.refuse = *b,
+            Op::Stall(s) => w.script.stall_after_lines = *s,
+            Op::Spool(n, enc) => {
+                let body = if *enc {
+                    format!("encrypt:echo:spool{n}\n")
+                } else {
+                    format!("echo:spool{n}\n")
+                };
+                w.spool.insert(format!("{n:03}.1.1.put.msul1"), body.into_bytes());
+            }
+            Op::Revive => w.revive(),
+        }
+        assert!(w.peer.queued() <= QUEUE_LIMIT);
+    }
+    // Heal everything and let the world run out.
+    w.script.listening = true;
+    w.script.refuse = false;
+    w.script.stall_after_lines = None;
+    w.revive();
+    w.run_for(Duration::from_secs(3_000));
+    (w, expected, gone)
+}
+
+fn check(w: &World, expected: &Expected, gone: &[ClientId], settings: &LinkSettings) {
+    let trace = || w.trace.join("\n");
+    for (c, want) in expected {
+        let got = w.replies_of(*c);
+        if gone.contains(c) {
+            assert!(got.len() <= want.len(), "gone client {} got too much", c.0);
+        } else {
+            assert_eq!(got.len(), want.len(), "client {} answers {got:?}\n{}", c.0, trace());
+            assert!(w.closed.contains(c), "client {} not closed", c.0);
+        }
+        for ((r, token), reply) in want.iter().zip(&got) {
+            let ok = reply == "con_lost"
+                || match r {
+                    Req::Close | Req::Silent => false,
+                    _ => reply == token,
+                };
+            assert!(ok, "client {} got {reply:?} for {token}\n{}", c.0, trace());
+        }
+    }
+    assert!(w.deleted_unanswered.is_empty(), "{:?}", w.deleted_unanswered);
+    let left: Vec<&String> = w.spool.keys().collect();
+    assert!(left.is_empty(), "delayed files never delivered: {left:?}\n{}", trace());
+    for &f in &w.failures {
+        for &c in &w.connects {
+            let revived = w.revivals.iter().any(|&r| r >= f && r <= c);
+            if c > f && !revived {
+                assert!(c - f >= settings.retry_min, "connect {:?} after a failure\n{}", c - f, trace());
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold(settings in settings(), seed in any::<u64>(), ops in proptest::collection::vec(op(), 0..40)) {
+        let (w, expected, gone) = run(&settings, seed, &ops);
+        check(&w, &expected, &gone, &settings);
+    }
+
+    #[test]
+    fn same_ops_same_trace(settings in settings(), seed in any::<u64>(), ops in proptest::collection::vec(op(), 0..20)) {
+        let (a, _, _) = run(&settings, seed, &ops);
+        let (b, _, _) = run(&settings, seed, &ops);
+        prop_assert_eq!(a.trace, b.trace);
+    }
+}
+
+/// Raw inputs, not necessarily possible on a real network.
+#[derive(Debug, Clone)]
+enum Raw {
+    ClientData(u8, Vec<u8>),
+    ClientEof(u8),
+    ClientGone(u8),
+    Connected(u8),
+    ConnectFailed(u8),
+    ConnData(u8, Vec<u8>),
+    ConnClosed(u8),
+    List(Vec<String>),
+    Read(String, Option<Vec<u8>>),
+    Advance(u32),
+    Revive,
+    Shutdown(u8),
+}
+
+fn raw() -> impl Strategy<Value = Raw> {
+    let bytes = || {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            "(init|ok|pong|ekey|refused|enc:[0-9]{1,3}:[0-9a-f]{0,32}|[0-9A-F]{1,20}|ping|con_lost)\n{0,2}"
+                .prop_map(String::into_bytes),
+        ]
+    };
+    prop_oneof![
+        (0u8..4, bytes()).prop_map(|(c, d)| Raw::ClientData(c, d)),
+        (0u8..4).prop_map(Raw::ClientEof),
+        (0u8..4).prop_map(Raw::ClientGone),
+        (0u8..4).prop_map(Raw::Connected),
+        (0u8..4).prop_map(Raw::ConnectFailed),
+        (0u8..4, bytes()).prop_map(|(c, d)| Raw::ConnData(c, d)),
+        (0u8..4).prop_map(Raw::ConnClosed),
+        proptest::collection::vec("[0-9]{1,2}\\.(peer|peer2|x)", 0..4).prop_map(Raw::List),
+        ("[0-9]{1,2}\\.peer", proptest::option::of(bytes())).prop_map(|(n, c)| Raw::Read(n, c)),
+        (0u32..400_000).prop_map(Raw::Advance),
+        Just(Raw::Revive),
+        any::<u8>().prop_map(Raw::Shutdown),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_panics_on_raw_inputs(on_demand in any::<bool>(), pipeline in 1usize..3, inputs in proptest::collection::vec(raw(), 0..60)) {
+        let start = Instant::now();
+        let mut now = start;
+        let settings = LinkSettings {
+            connect_mode: if on_demand { ConnectMode::OnDemand } else { ConnectMode::Eager },
+            pipeline,
+            max_connections: 2,
+            max_request: 32,
+            max_reply: 64,
+            ..LinkSettings::default()
+        };
+        let mut peer = Peer::new("peer", "own", "127.0.0.1", 5663, settings, 3, now);
+        for input in inputs {
+            match input {
+                Raw::ClientData(c, d) => peer.handle_client_data(now, ClientId(c.into()), &d),
+                Raw::ClientEof(c) => peer.handle_client_eof(now, ClientId(c.into())),
+                Raw::ClientGone(c) => peer.handle_client_gone(now, ClientId(c.into())),
+                Raw::Connected(c) => peer.handle_connected(now, ConnId(c.into())),
+                Raw::ConnectFailed(c) => peer.handle_connect_failed(now, ConnId(c.into()), "x"),
+                Raw::ConnData(c, d) => peer.handle_conn_data(now, ConnId(c.into()), &d),
+                Raw::ConnClosed(c) => peer.handle_conn_closed(now, ConnId(c.into())),
+                Raw::List(names) => peer.handle_delayed_list(now, &names),
+                Raw::Read(name, content) => match content {
+                    Some(c) => peer.handle_delayed_read(now, &name, Ok(&c)),
+                    None => peer.handle_delayed_read(now, &name, Err("unreadable")),
+                },
+                Raw::Advance(ms) => {
+                    now += Duration::from_millis(ms.into());
+                    peer.handle_timeout(now);
+                }
+                Raw::Revive => peer.revive(now),
+                Raw::Shutdown(g) => peer.shutdown(now, Duration::from_secs(g.into())),
+            }
+            while peer.poll_output().is_some() {}
+            prop_assert!(peer.queued() <= QUEUE_LIMIT);
+            if let Some(t) = peer.poll_timeout() {
+                prop_assert!(t >= start);
+            }
+        }
+    }
+}

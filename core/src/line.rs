@@ -234,7 +234,6 @@ mod tests {
         assert_eq!(d.next_line(), Some(Ok(Bytes::from_static(b"abc\n"))));
     }
 
-
     #[test]
     fn encode_and_chomp() {
         assert_eq!(&encode_line(b"ping")[..], b"ping\n");

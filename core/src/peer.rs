@@ -179,8 +179,17 @@ enum Flush {
     Idle,
     Listing,
     Reading(String),
-    ReadyToSend { name: String, request: Bytes },
-    InFlight { name: String, conn: ConnId },
+    ReadyToSend {
+        name: String,
+        request: Bytes,
+    },
+    InFlight {
+        name: String,
+        conn: ConnId,
+    },
+    /// A delayed message went unanswered with its connection; the rest of the round
+    /// (`pending_files`) goes after the next handshake.
+    Resume,
 }
 
 /// One peer's link: see the module docs.
@@ -455,18 +464,16 @@ impl Peer {
         }
         match content {
             Err(why) => {
-                self.log(
+                self.delayed_failed(
+                    name,
                     Severity::Critical,
-                    format!("delayed message {name} could not be read ({why}); left in place"),
+                    &format!("could not be read ({why})"),
                 );
                 self.next_file();
             }
             Ok(content) => match request_of(content) {
                 None => {
-                    self.log(
-                        Severity::Warning,
-                        format!("delayed message {name} is empty; left in place"),
-                    );
+                    self.delayed_failed(name, Severity::Warning, "is empty");
                     self.next_file();
                 }
                 Some(request) => {
@@ -714,7 +721,11 @@ impl Peer {
                         );
                     }
                     self.log(Severity::Info, format!("connection {} ready", conn.0));
-                    self.start_flush();
+                    if self.flush == Flush::Resume {
+                        self.next_file();
+                    } else {
+                        self.start_flush();
+                    }
                 }
                 HandshakeStep::Failed(err) => {
                     self.conns.remove(&conn);
@@ -760,10 +771,7 @@ impl Peer {
                         self.next_file();
                     }
                     (Sent::Delayed { name, .. }, None) => {
-                        self.log(
-                            Severity::Warning,
-                            format!("delayed message {name} got an empty reply; left in place"),
-                        );
+                        self.delayed_failed(&name, Severity::Warning, "got an empty reply");
                         self.next_file();
                     }
                 }
@@ -855,11 +863,9 @@ impl Peer {
                 self.complete(client, req, Some(CON_LOST.into()), false)
             }
             Sent::Delayed { name, .. } => {
-                self.log(
-                    Severity::Warning,
-                    format!("delayed message {name} not answered; left in place"),
-                );
-                self.abort_flush();
+                self.delayed_failed(&name, Severity::Warning, "was not answered");
+                // The rest of this round goes on the next connection.
+                self.flush = Flush::Resume;
             }
         }
     }
@@ -947,6 +953,14 @@ impl Peer {
             }
             None => self.flush = Flush::Idle,
         }
+    }
+
+    /// A delayed file stays in place; it is tried again in the next round.
+    fn delayed_failed(&mut self, name: &str, severity: Severity, what: &str) {
+        self.log(
+            severity,
+            format!("delayed message {name} {what}; left in place, retried at the next rescan"),
+        );
     }
 
     fn abort_flush(&mut self) {
@@ -1093,7 +1107,8 @@ impl Peer {
         let wanted = match self.settings.connect_mode {
             ConnectMode::Eager => true,
             ConnectMode::OnDemand => {
-                !self.queue.is_empty() || matches!(self.flush, Flush::ReadyToSend { .. })
+                !self.queue.is_empty()
+                    || matches!(self.flush, Flush::ReadyToSend { .. } | Flush::Resume)
             }
         };
         if self.conns.is_empty() {

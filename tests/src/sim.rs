@@ -199,7 +199,9 @@ impl World {
             .get(&client)
             .map(|v| {
                 v.iter()
-                    .map(|b| String::from_utf8_lossy(b.strip_suffix(b"\n").unwrap_or(b)).into_owned())
+                    .map(|b| {
+                        String::from_utf8_lossy(b.strip_suffix(b"\n").unwrap_or(b)).into_owned()
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -208,7 +210,13 @@ impl World {
     /// The one reply `client` received, or a panic with the trace.
     pub fn reply_of(&self, client: ClientId) -> String {
         let r = self.replies_of(client);
-        assert_eq!(r.len(), 1, "client {} replies {r:?}\n{}", client.0, self.trace.join("\n"));
+        assert_eq!(
+            r.len(),
+            1,
+            "client {} replies {r:?}\n{}",
+            client.0,
+            self.trace.join("\n")
+        );
         r[0].clone()
     }
 
@@ -276,7 +284,11 @@ impl World {
                 if !self.conns.contains_key(&conn) {
                     return;
                 }
-                self.trace(format!("lond -> conn {}: {:?}", conn.0, String::from_utf8_lossy(&data)));
+                self.trace(format!(
+                    "lond -> conn {}: {:?}",
+                    conn.0,
+                    String::from_utf8_lossy(&data)
+                ));
                 self.peer.handle_conn_data(self.now, conn, &data);
             }
             Event::LondClosed(conn) => {
@@ -336,7 +348,8 @@ impl World {
                 }
                 if !self.script.listening {
                     self.trace(format!("conn {} refused", conn.0));
-                    self.peer.handle_connect_failed(self.now, conn, "connection refused");
+                    self.peer
+                        .handle_connect_failed(self.now, conn, "connection refused");
                     return;
                 }
                 let cfg = LondConfig {
@@ -364,7 +377,11 @@ impl World {
                 }
             }
             Output::Reply { client, data } => {
-                self.trace(format!("reply to client {}: {:?}", client.0, String::from_utf8_lossy(&data)));
+                self.trace(format!(
+                    "reply to client {}: {:?}",
+                    client.0,
+                    String::from_utf8_lossy(&data)
+                ));
                 self.replies.entry(client).or_default().push(data);
             }
             Output::CloseClient { client } => {
@@ -380,7 +397,9 @@ impl World {
                 let content = self.spool.get(&name).cloned();
                 match content {
                     Some(c) => self.peer.handle_delayed_read(self.now, &name, Ok(&c)),
-                    None => self.peer.handle_delayed_read(self.now, &name, Err("no such file")),
+                    None => self
+                        .peer
+                        .handle_delayed_read(self.now, &name, Err("no such file")),
                 }
             }
             Output::DeleteDelayed { name } => {
@@ -466,7 +485,11 @@ impl World {
         } else if let Some(rest) = text.strip_prefix("sleep:") {
             let (ms, x) = rest.split_once(':').unwrap_or((rest, ""));
             let ms: u64 = ms.parse().unwrap_or(0);
-            (now + Duration::from_millis(ms), x.as_bytes().to_vec(), false)
+            (
+                now + Duration::from_millis(ms),
+                x.as_bytes().to_vec(),
+                false,
+            )
         } else if text == "close" {
             self.schedule(now, Event::LondClose(conn));
             return;

@@ -70,7 +70,11 @@ fn op() -> impl Strategy<Value = Op> {
 fn settings() -> impl Strategy<Value = LinkSettings> {
     (any::<bool>(), 1usize..4, 1usize..3, 0u64..3).prop_map(|(on_demand, pipeline, conns, pong)| {
         LinkSettings {
-            connect_mode: if on_demand { ConnectMode::OnDemand } else { ConnectMode::Eager },
+            connect_mode: if on_demand {
+                ConnectMode::OnDemand
+            } else {
+                ConnectMode::Eager
+            },
             pipeline,
             max_connections: conns,
             pong_delay: Duration::from_secs(pong),
@@ -134,7 +138,8 @@ fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<
                 } else {
                     format!("echo:spool{n}\n")
                 };
-                w.spool.insert(format!("{n:03}.1.1.put.msul1"), body.into_bytes());
+                w.spool
+                    .insert(format!("{n:03}.1.1.put.msul1"), body.into_bytes());
             }
             Op::Revive => w.revive(),
         }
@@ -156,7 +161,13 @@ fn check(w: &World, expected: &Expected, gone: &[ClientId], settings: &LinkSetti
         if gone.contains(c) {
             assert!(got.len() <= want.len(), "gone client {} got too much", c.0);
         } else {
-            assert_eq!(got.len(), want.len(), "client {} answers {got:?}\n{}", c.0, trace());
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "client {} answers {got:?}\n{}",
+                c.0,
+                trace()
+            );
             assert!(w.closed.contains(c), "client {} not closed", c.0);
         }
         for ((r, token), reply) in want.iter().zip(&got) {
@@ -168,14 +179,27 @@ fn check(w: &World, expected: &Expected, gone: &[ClientId], settings: &LinkSetti
             assert!(ok, "client {} got {reply:?} for {token}\n{}", c.0, trace());
         }
     }
-    assert!(w.deleted_unanswered.is_empty(), "{:?}", w.deleted_unanswered);
+    assert!(
+        w.deleted_unanswered.is_empty(),
+        "{:?}",
+        w.deleted_unanswered
+    );
     let left: Vec<&String> = w.spool.keys().collect();
-    assert!(left.is_empty(), "delayed files never delivered: {left:?}\n{}", trace());
+    assert!(
+        left.is_empty(),
+        "delayed files never delivered: {left:?}\n{}",
+        trace()
+    );
     for &f in &w.failures {
         for &c in &w.connects {
             let revived = w.revivals.iter().any(|&r| r >= f && r <= c);
             if c > f && !revived {
-                assert!(c - f >= settings.retry_min, "connect {:?} after a failure\n{}", c - f, trace());
+                assert!(
+                    c - f >= settings.retry_min,
+                    "connect {:?} after a failure\n{}",
+                    c - f,
+                    trace()
+                );
             }
         }
     }

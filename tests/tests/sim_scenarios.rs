@@ -46,7 +46,11 @@ fn refused_handshake_is_a_failed_attempt() {
     assert!(w.log.iter().any(|e| e.message.contains("refused")));
     assert_eq!(w.lond_connections(), 0);
     let c = w.request(b"ping");
-    assert_eq!(w.reply_of(c), "con_lost", "answered at once during the backoff");
+    assert_eq!(
+        w.reply_of(c),
+        "con_lost",
+        "answered at once during the backoff"
+    );
     let _ = refusing_world();
 }
 
@@ -90,7 +94,11 @@ fn every_handshake_step_times_out() {
         assert_eq!(w.reply_of(c), "con_lost", "stall {stall}");
         assert_eq!(w.peer.state(), PeerState::Backoff, "stall {stall}");
         assert!(w.log.iter().any(|e| e.message.contains("timed out")));
-        assert_eq!(w.lond_connections(), 0, "stall {stall}: connection left open");
+        assert_eq!(
+            w.lond_connections(),
+            0,
+            "stall {stall}: connection left open"
+        );
     }
 }
 
@@ -114,7 +122,10 @@ fn encrypt_request_and_enc_reply() {
     let c = w.request(b"encrypt:echo:secret password");
     w.settle();
     assert_eq!(w.reply_of(c), "secret password");
-    assert_eq!(w.lond_requests, vec![(b"echo:secret password".to_vec(), true)]);
+    assert_eq!(
+        w.lond_requests,
+        vec![(b"echo:secret password".to_vec(), true)]
+    );
     let c = w.request(b"eget:top secret");
     w.settle();
     assert_eq!(w.reply_of(c), "top secret");
@@ -131,7 +142,13 @@ fn encrypt_request_and_enc_reply() {
 #[test]
 fn replies_that_only_look_encrypted_pass_verbatim() {
     let mut w = ready_world();
-    for raw in ["enc:xyz", "enc:3:abc", "enc:3:0123456789abcde", "encrypted", "enc:"] {
+    for raw in [
+        "enc:xyz",
+        "enc:3:abc",
+        "enc:3:0123456789abcde",
+        "encrypted",
+        "enc:",
+    ] {
         let c = w.request(format!("raw:{raw}").as_bytes());
         w.settle();
         assert_eq!(w.reply_of(c), raw);
@@ -167,7 +184,11 @@ fn a_late_reply_never_reaches_the_next_client() {
     let after = w.request(b"echo:after");
     w.run_for(secs(200));
     assert_eq!(w.reply_of(after), "after");
-    assert!(!w.trace.iter().any(|t| t.contains("reply to") && t.contains("late")));
+    assert!(
+        !w.trace
+            .iter()
+            .any(|t| t.contains("reply to") && t.contains("late"))
+    );
     assert_eq!(w.connects.len(), 2);
 }
 
@@ -191,18 +212,21 @@ fn backoff_is_drawn_inside_min_max() {
         settings.max_attempts = 6;
         let mut w = World::new(Instant::now(), settings.clone(), seed);
         w.script.listening = false;
-        // Drop the first (already accepted) connection to start failing.
-        w.settle();
-        let c = w.request(b"close");
-        w.settle();
-        assert_eq!(w.reply_of(c), "con_lost");
+        let c = w.request(b"ping");
+        assert_eq!(
+            w.reply_of(c),
+            "con_lost",
+            "answered at once during the backoff"
+        );
         w.run_for(secs(3600));
-        // connects: [initial, reconnect (refused), then retries after each backoff]
-        let times = &w.connects[1..];
+        let times = &w.connects;
         assert_eq!(times.len(), 6, "seed {seed}: {}", w.trace.join("\n"));
         for pair in times.windows(2) {
             let gap = pair[1] - pair[0];
-            assert!(gap >= settings.retry_min && gap < settings.retry_max, "seed {seed}: {gap:?}");
+            assert!(
+                gap >= settings.retry_min && gap < settings.retry_max,
+                "seed {seed}: {gap:?}"
+            );
         }
         assert_eq!(w.peer.state(), PeerState::Dead);
     }
@@ -219,7 +243,11 @@ fn dead_peer_answers_at_once_and_revives() {
     w.run_for(secs(60));
     assert_eq!(w.reply_of(c), "con_lost");
     assert_eq!(w.peer.state(), PeerState::Dead);
-    assert!(w.log.iter().any(|e| e.severity == Severity::Critical && e.message.contains("dead")));
+    assert!(
+        w.log
+            .iter()
+            .any(|e| e.severity == Severity::Critical && e.message.contains("dead"))
+    );
     let before = w.connects.len();
     let c = w.request(b"ping");
     assert_eq!(w.reply_of(c), "con_lost", "answered at once");
@@ -253,11 +281,18 @@ fn spool_world() -> World {
     let mut settings = LinkSettings::default();
     settings.pong_delay = secs(1);
     let mut w = World::new(Instant::now(), settings, 1);
-    w.spool.insert("30.1.9.put.msul1".into(), b"echo:third\n".to_vec());
-    w.spool.insert("10.1.9.put.msul1".into(), b"echo:first\n".to_vec());
-    w.spool.insert("20.1.9.put.msul1".into(), b"encrypt:echo:second\nignored\n".to_vec());
-    w.spool.insert("15.1.9.put.msul10".into(), b"echo:other peer\n".to_vec());
-    w.spool.insert("16.1.9.put.xmsul1".into(), b"echo:not mine\n".to_vec());
+    w.spool
+        .insert("30.1.9.put.msul1".into(), b"echo:third\n".to_vec());
+    w.spool
+        .insert("10.1.9.put.msul1".into(), b"echo:first\n".to_vec());
+    w.spool.insert(
+        "20.1.9.put.msul1".into(),
+        b"encrypt:echo:second\nignored\n".to_vec(),
+    );
+    w.spool
+        .insert("15.1.9.put.msul10".into(), b"echo:other peer\n".to_vec());
+    w.spool
+        .insert("16.1.9.put.xmsul1".into(), b"echo:not mine\n".to_vec());
     w
 }
 
@@ -305,26 +340,46 @@ fn delayed_files_stay_on_con_lost_and_timeout() {
     w.spool.insert("1.a.msul1".into(), b"close\n".to_vec());
     w.spool.insert("2.b.msul1".into(), b"silent\n".to_vec());
     w.spool.insert("3.c.msul1".into(), b"\n".to_vec());
-    // Rescan finds them: the first makes lond close; the reconnect flushes again.
-    w.run_for(secs(60));
-    assert!(w.spool.contains_key("1.a.msul1"));
-    assert!(w.perm_log.is_empty());
-    // Deliver the close-causing one some other way: make it harmless, keep the silent one.
-    w.spool.insert("1.a.msul1".into(), b"echo:ok\n".to_vec());
-    w.run_for(secs(60));
-    assert!(!w.spool.contains_key("1.a.msul1"));
-    // The silent one times out after the handshake timeout; it stays.
+    w.spool.insert("4.d.msul1".into(), b"echo:four\n".to_vec());
+    // t=60: the rescan sends 1, lond closes (con_lost): it stays; the new connection goes
+    // on with 2, which lond never answers.
     w.run_for(secs(61));
+    assert!(w.spool.contains_key("1.a.msul1"));
     assert!(w.spool.contains_key("2.b.msul1"));
-    assert!(w.spool.contains_key("3.c.msul1"), "an empty file is left in place");
-    assert!(w.log.iter().any(|e| e.message.contains("3.c.msul1") && e.message.contains("empty")));
+    assert!(w.perm_log.is_empty());
+    // t=120: 2 times out and stays; the next connection skips 1 and 2, logs the empty 3
+    // and delivers 4.
+    w.run_for(secs(60));
+    assert!(w.spool.contains_key("2.b.msul1"), "{}", w.trace.join("\n"));
+    assert!(
+        w.spool.contains_key("3.c.msul1"),
+        "an empty file is left in place"
+    );
+    assert!(!w.spool.contains_key("4.d.msul1"), "{}", w.trace.join("\n"));
+    assert!(
+        w.log
+            .iter()
+            .any(|e| e.message.contains("3.c.msul1") && e.message.contains("empty"))
+    );
     assert_eq!(w.perm_log.len(), 1);
+    // Failed files are tried again at a later rescan.
+    let sent_close = |w: &World| {
+        w.lond_requests
+            .iter()
+            .filter(|(r, _)| r == b"close")
+            .count()
+    };
+    let before = sent_close(&w);
+    w.run_for(secs(120));
+    assert!(sent_close(&w) > before);
+    assert!(w.spool.contains_key("1.a.msul1"));
 }
 
 #[test]
 fn delayed_file_dropped_in_while_running_goes_within_the_rescan() {
     let mut w = ready_world();
-    w.spool.insert("5.x.msul1".into(), b"echo:late file\n".to_vec());
+    w.spool
+        .insert("5.x.msul1".into(), b"echo:late file\n".to_vec());
     w.run_for(secs(60));
     assert!(w.spool.is_empty());
     assert_eq!(w.perm_log.len(), 1);

@@ -188,7 +188,7 @@ enum Flush {
         conn: ConnId,
     },
     /// A delayed message went unanswered with its connection; the rest of the round
-    /// (`pending_files`) goes after the next handshake.
+    /// (`pending_files`) goes on as soon as a connection is ready.
     Resume,
 }
 
@@ -721,11 +721,7 @@ impl Peer {
                         );
                     }
                     self.log(Severity::Info, format!("connection {} ready", conn.0));
-                    if self.flush == Flush::Resume {
-                        self.next_file();
-                    } else {
-                        self.start_flush();
-                    }
+                    self.start_flush();
                 }
                 HandshakeStep::Failed(err) => {
                     self.conns.remove(&conn);
@@ -977,6 +973,9 @@ impl Peer {
         }
         if self.stopping.is_some() {
             return self.drive_stopping(now);
+        }
+        if self.flush == Flush::Resume && self.conns.values().any(Conn::is_ready) {
+            self.next_file();
         }
         self.send_delayed(now);
         if self.flush == Flush::Idle {

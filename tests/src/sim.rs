@@ -78,6 +78,9 @@ struct SimConn {
     lond: LondSession,
     lines_seen: usize,
     partial: Vec<u8>,
+    /// lond hung on this connection: it reads nothing more, whatever the script says
+    /// later (TCP never loses a line in the middle of a stream).
+    hung: bool,
 }
 
 /// The world: a peer, its lond, its clients and its spool, on a virtual clock.
@@ -366,6 +369,7 @@ impl World {
                         lond: LondSession::new(cfg),
                         lines_seen: 0,
                         partial: Vec::new(),
+                        hung: false,
                     },
                 );
                 self.schedule(self.now, Event::Connected(conn));
@@ -435,7 +439,8 @@ impl World {
                 self.schedule(self.now, Event::LondClose(conn));
                 return;
             }
-            if script.stall_after_lines.is_some_and(|n| index >= n) {
+            if c.hung || script.stall_after_lines.is_some_and(|n| index >= n) {
+                c.hung = true;
                 continue;
             }
             if script.corrupt_echo && index == 1 {

@@ -21,6 +21,14 @@ use lonc_core::peer::{Peer, QUEUE_LIMIT};
 use lonc_tests::sim::World;
 use proptest::prelude::*;
 
+/// `PROPTEST_CASES` if set (for long soak runs), else the default for CI.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[derive(Debug, Clone)]
 enum Req {
     Echo,
@@ -150,7 +158,12 @@ fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<
     w.script.refuse = false;
     w.script.stall_after_lines = None;
     w.revive();
-    w.run_for(Duration::from_secs(3_000));
+    // Long enough for every request to be served or time out one after another, and for
+    // every delayed file to get its turn.
+    let requests: usize = expected.values().map(Vec::len).sum();
+    let worst = settings.transaction_timeout + settings.handshake_timeout + settings.retry_max;
+    let rounds = (requests + w.spool.len() + 10) as u32;
+    w.run_for(worst * rounds);
     (w, expected, gone)
 }
 
@@ -206,7 +219,7 @@ fn check(w: &World, expected: &Expected, gone: &[ClientId], settings: &LinkSetti
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(96)))]
 
     #[test]
     fn invariants_hold(settings in settings(), seed in any::<u64>(), ops in proptest::collection::vec(op(), 0..40)) {
@@ -264,7 +277,7 @@ fn raw() -> impl Strategy<Value = Raw> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
 
     #[test]
     fn never_panics_on_raw_inputs(on_demand in any::<bool>(), pipeline in 1usize..3, inputs in proptest::collection::vec(raw(), 0..60)) {

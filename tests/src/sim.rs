@@ -374,7 +374,7 @@ impl World {
                 );
                 self.schedule(self.now, Event::Connected(conn));
             }
-            Output::Transmit { conn, data } => self.to_lond(conn, &data),
+            Output::Transmit { conn, data } => self.send_to_lond(conn, &data),
             Output::CloseConn { conn } => {
                 if self.conns.remove(&conn).is_some() {
                     self.trace(format!("lonc closed conn {}", conn.0));
@@ -425,7 +425,7 @@ impl World {
     }
 
     /// Bytes from lonc reach lond, line by line, through the script's faults.
-    fn to_lond(&mut self, conn: ConnId, data: &[u8]) {
+    fn send_to_lond(&mut self, conn: ConnId, data: &[u8]) {
         let script = self.script.clone();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;

@@ -129,11 +129,12 @@ fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<
                 order.push(c);
             }
             Op::Gone(i) => {
-                if let Some(&c) = order.get(*i) {
-                    if !gone.contains(&c) && !w.closed.contains(&c) {
-                        w.client_gone(c);
-                        gone.push(c);
-                    }
+                if let Some(&c) = order.get(*i)
+                    && !gone.contains(&c)
+                    && !w.closed.contains(&c)
+                {
+                    w.client_gone(c);
+                    gone.push(c);
                 }
             }
             Op::Advance(ms) => w.run_for(Duration::from_millis(u64::from(*ms))),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lonc_core::config::LinkSettings;
+use lonc_core::config::{ConnectMode, LinkSettings};
 use lonc_core::io::Severity;
 use lonc_core::peer::PeerState;
 use lonc_tests::sim::{PEER_ID, World};
@@ -56,8 +56,10 @@ fn refused_handshake_is_a_failed_attempt() {
 
 /// A world whose lond refuses from the very first connection.
 fn refusing_world() -> World {
-    let mut settings = LinkSettings::default();
-    settings.connect_mode = lonc_core::config::ConnectMode::OnDemand;
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 3);
     w.script.refuse = true;
     let c = w.request(b"ping");
@@ -68,8 +70,10 @@ fn refusing_world() -> World {
 
 #[test]
 fn wrong_echo_is_refused() {
-    let mut settings = LinkSettings::default();
-    settings.connect_mode = lonc_core::config::ConnectMode::OnDemand;
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 3);
     w.script.corrupt_echo = true;
     let c = w.request(b"ping");
@@ -83,8 +87,10 @@ fn wrong_echo_is_refused() {
 fn every_handshake_step_times_out() {
     // stall after 0 lines: no challenge; 1: no ok; 2: no host line; 3: no buildkey.
     for stall in 0..4 {
-        let mut settings = LinkSettings::default();
-        settings.connect_mode = lonc_core::config::ConnectMode::OnDemand;
+        let settings = LinkSettings {
+            connect_mode: ConnectMode::OnDemand,
+            ..LinkSettings::default()
+        };
         let mut w = World::new(Instant::now(), settings.clone(), 5);
         w.script.stall_after_lines = Some(stall);
         let c = w.request(b"ping");
@@ -104,8 +110,10 @@ fn every_handshake_step_times_out() {
 
 #[test]
 fn connect_timeout() {
-    let mut settings = LinkSettings::default();
-    settings.connect_mode = lonc_core::config::ConnectMode::OnDemand;
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 5);
     w.script.hang_connect = true;
     let c = w.request(b"ping");
@@ -208,8 +216,10 @@ fn lond_closing_mid_request_gives_con_lost_and_reconnects() {
 #[test]
 fn backoff_is_drawn_inside_min_max() {
     for seed in 0..20 {
-        let mut settings = LinkSettings::default();
-        settings.max_attempts = 6;
+        let settings = LinkSettings {
+            max_attempts: 6,
+            ..LinkSettings::default()
+        };
         let mut w = World::new(Instant::now(), settings.clone(), seed);
         w.script.listening = false;
         let c = w.request(b"ping");
@@ -234,9 +244,11 @@ fn backoff_is_drawn_inside_min_max() {
 
 #[test]
 fn dead_peer_answers_at_once_and_revives() {
-    let mut settings = LinkSettings::default();
-    settings.retry_min = secs(1);
-    settings.retry_max = secs(2);
+    let settings = LinkSettings {
+        retry_min: secs(1),
+        retry_max: secs(2),
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 9);
     w.script.listening = false;
     let c = w.request(b"close");
@@ -264,8 +276,10 @@ fn dead_peer_answers_at_once_and_revives() {
 
 #[test]
 fn requests_queued_during_the_handshake_are_served_after_it() {
-    let mut settings = LinkSettings::default();
-    settings.pong_delay = secs(5);
+    let settings = LinkSettings {
+        pong_delay: secs(5),
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 1);
     let a = w.request(b"echo:a");
     let b = w.request(b"echo:b");
@@ -278,8 +292,10 @@ fn requests_queued_during_the_handshake_are_served_after_it() {
 }
 
 fn spool_world() -> World {
-    let mut settings = LinkSettings::default();
-    settings.pong_delay = secs(1);
+    let settings = LinkSettings {
+        pong_delay: secs(1),
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 1);
     w.spool
         .insert("30.1.9.put.msul1".into(), b"echo:third\n".to_vec());
@@ -402,9 +418,11 @@ fn close_connection_exit_reopens_and_closes_the_client() {
 
 #[test]
 fn pipelining_and_several_connections_keep_client_order() {
-    let mut settings = LinkSettings::default();
-    settings.pipeline = 3;
-    settings.max_connections = 3;
+    let settings = LinkSettings {
+        pipeline: 3,
+        max_connections: 3,
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 1);
     w.settle();
     let clients: Vec<_> = (0..4).map(|_| w.new_client()).collect();
@@ -427,8 +445,10 @@ fn pipelining_and_several_connections_keep_client_order() {
 
 #[test]
 fn a_request_too_long_is_answered_and_the_client_dropped() {
-    let mut settings = LinkSettings::default();
-    settings.max_request = 100;
+    let settings = LinkSettings {
+        max_request: 100,
+        ..LinkSettings::default()
+    };
     let mut w = World::new(Instant::now(), settings, 1);
     w.settle();
     let c = w.new_client();
@@ -445,9 +465,11 @@ fn a_request_too_long_is_answered_and_the_client_dropped() {
 #[test]
 fn same_script_same_trace() {
     let run = || {
-        let mut settings = LinkSettings::default();
-        settings.retry_min = secs(1);
-        settings.retry_max = secs(9);
+        let settings = LinkSettings {
+            retry_min: secs(1),
+            retry_max: secs(9),
+            ..LinkSettings::default()
+        };
         let mut w = World::new(Instant::now(), settings, 42);
         w.settle();
         w.request(b"close");

@@ -482,3 +482,96 @@ fn same_script_same_trace() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn on_demand_connects_when_asked_and_closes_when_idle() {
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        idle_timeout: secs(300),
+        ..LinkSettings::default()
+    };
+    let mut w = world(settings);
+    assert!(w.connects.is_empty(), "no connection before a request");
+    assert_eq!(w.peer.state(), PeerState::Idle);
+    let c = w.request(b"ping");
+    w.settle();
+    assert_eq!(w.reply_of(c), PEER_ID);
+    assert_eq!(w.lond_connections(), 1);
+    w.run_for(secs(299));
+    assert_eq!(w.lond_connections(), 1);
+    w.run_for(secs(1));
+    assert_eq!(w.lond_connections(), 0, "closed after the idle timeout");
+    assert_eq!(w.peer.state(), PeerState::Idle);
+    let c = w.request(b"echo:again");
+    w.settle();
+    assert_eq!(w.reply_of(c), "again");
+    assert_eq!(w.connects.len(), 2);
+}
+
+#[test]
+fn on_demand_connects_for_a_delayed_file() {
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        ..LinkSettings::default()
+    };
+    let mut w = world(settings);
+    w.spool
+        .insert("1.x.msul1".into(), b"echo:spooled\n".to_vec());
+    w.run_for(secs(60));
+    assert!(w.spool.is_empty(), "{}", w.trace.join("\n"));
+    assert_eq!(w.connects.len(), 1);
+}
+
+#[test]
+fn eager_extra_connections_close_when_idle_but_one_stays() {
+    let settings = LinkSettings {
+        max_connections: 2,
+        ..LinkSettings::default()
+    };
+    let mut w = world(settings);
+    let a = w.request(b"sleep:1000:a");
+    let b = w.request(b"sleep:1000:b");
+    w.run_for(secs(2));
+    assert_eq!(w.reply_of(a), "a");
+    assert_eq!(w.reply_of(b), "b");
+    assert_eq!(w.lond_connections(), 2);
+    w.run_for(secs(400));
+    assert_eq!(w.lond_connections(), 1);
+    assert_eq!(w.peer.state(), PeerState::Ready);
+}
+
+#[test]
+fn shutdown_lets_requests_finish_then_says_exit() {
+    let mut w = ready_world();
+    let slow = w.request(b"sleep:2000:done");
+    w.settle();
+    w.peer.shutdown(w.now, secs(5));
+    w.settle();
+    let late = w.request(b"ping");
+    assert_eq!(
+        w.reply_of(late),
+        "con_lost",
+        "no new requests while stopping"
+    );
+    assert_eq!(w.peer.state(), PeerState::Stopping);
+    w.run_for(secs(2));
+    assert_eq!(w.reply_of(slow), "done");
+    assert!(w.peer.is_stopped());
+    assert_eq!(
+        w.lond_requests.last().map(|r| r.0.clone()),
+        Some(b"exit".to_vec())
+    );
+    assert_eq!(w.lond_connections(), 0);
+    assert_eq!(w.peer.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_grace_runs_out() {
+    let mut w = ready_world();
+    let slow = w.request(b"silent");
+    w.settle();
+    w.peer.shutdown(w.now, secs(5));
+    w.run_for(secs(5));
+    assert_eq!(w.reply_of(slow), "con_lost");
+    assert!(w.peer.is_stopped());
+}

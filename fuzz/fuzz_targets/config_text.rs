@@ -15,7 +15,10 @@ fuzz_target!(|input: (&str, &str)| {
             .lines()
             .map(|l| format!("PerlSetVar {l}\n"))
             .collect();
-        if let Ok(reloaded) = ConfigBuilder::new().add_source("again.conf", &again).build() {
+        if let Ok(reloaded) = ConfigBuilder::new()
+            .add_source("again.conf", &again)
+            .build()
+        {
             assert_eq!(reloaded.settings, loaded.settings);
         }
     }

@@ -10,18 +10,16 @@ fuzz_target!(|input: (u8, Vec<u8>, Vec<u8>)| {
     let limit = usize::from(limit);
     let mut chunked = LineDecoder::new(limit);
     let mut got = Vec::new();
+    let mut failed = false;
     let mut rest = &data[..];
     for cut in cuts.iter().chain(std::iter::once(&u8::MAX)) {
         let n = (usize::from(*cut) % 17).min(rest.len());
         let n = if *cut == u8::MAX { rest.len() } else { n };
         chunked.push(&rest[..n]);
         rest = &rest[n..];
-        while let Some(line) = chunked.next_line() {
-            let failed = line.is_err();
+        while !failed && let Some(line) = chunked.next_line() {
+            failed = line.is_err();
             got.push(line.map(|b| b.to_vec()));
-            if failed {
-                break;
-            }
         }
         assert!(chunked.buffered() <= limit);
     }

@@ -33,7 +33,11 @@ fuzz_target!(|input: (bool, u8, Vec<Op>)| {
     let start = Instant::now();
     let mut now = start;
     let settings = LinkSettings {
-        connect_mode: if on_demand { ConnectMode::OnDemand } else { ConnectMode::Eager },
+        connect_mode: if on_demand {
+            ConnectMode::OnDemand
+        } else {
+            ConnectMode::Eager
+        },
         pipeline: usize::from(pipeline % 4) + 1,
         max_connections: 2,
         max_request: 64,

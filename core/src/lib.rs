@@ -1,7 +1,7 @@
 //! # lonc-core: the sans-IO lonc engine
 //!
 //! Every decision the LON-CAPA `lonc` daemon makes lives here, as pure state machines:
-//! line framing ([`line`]), the Perl `pack("H32")` key derivation ([`key`]), the IDEA
+//! line framing ([`mod@line`]), the Perl `pack("H32")` key derivation ([`key`]), the IDEA
 //! `encrypt:` / `enc:` transforms ([`cipher`]), `PerlSetVar` and `hosts.tab` parsing
 //! ([`config`], [`hosts`]), the client side of the classic handshake ([`handshake`]), one
 //! peer with its TCP connections, queue, timeouts, backoff and delayed messages

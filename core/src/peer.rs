@@ -420,7 +420,7 @@ impl Peer {
                 None => break,
                 Some(Ok(line)) => self.conn_line(now, conn, line),
                 Some(Err(e)) => {
-                    self.poison(now, conn, format!("protocol error: reply {e}"));
+                    self.drop_conn(conn, format!("protocol error: reply {e}"));
                     break;
                 }
             }
@@ -432,12 +432,7 @@ impl Peer {
     pub fn handle_conn_closed(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conns.get(&conn) {
             if c.is_ready() {
-                self.drop_conn(
-                    now,
-                    conn,
-                    Severity::Warning,
-                    "connection closed by lond".into(),
-                );
+                self.drop_conn(conn, "connection closed by lond".into());
             } else {
                 self.conns.remove(&conn);
                 self.outputs.push_back(Output::CloseConn { conn });
@@ -503,7 +498,7 @@ impl Peer {
             }
         }
         if self.stopping.is_some_and(|t| t <= now) {
-            self.finish_stop(now);
+            self.finish_stop();
         }
         self.drive(now);
     }
@@ -731,7 +726,7 @@ impl Peer {
             },
             Stage::Ready { cipher, in_flight } => {
                 let Some(f) = in_flight.pop_front() else {
-                    return self.poison(now, conn, "protocol error: reply with no request".into());
+                    return self.drop_conn(conn, "protocol error: reply with no request".into());
                 };
                 let text = chomp(&line);
                 let reply = if text.is_empty() {
@@ -745,7 +740,7 @@ impl Peer {
                         }
                         Err(e) => {
                             self.answer_lost(f.sent);
-                            return self.poison(now, conn, format!("protocol error: {e}"));
+                            return self.drop_conn(conn, format!("protocol error: {e}"));
                         }
                     }
                 };
@@ -805,7 +800,7 @@ impl Peer {
             }
             Stage::Ready { in_flight, .. } => {
                 if in_flight.iter().any(|f| f.deadline <= now) {
-                    self.poison(now, conn, "request timed out".into());
+                    self.drop_conn(conn, "request timed out".into());
                 } else if idle.is_some_and(|t| t <= now) {
                     self.log(
                         Severity::Info,
@@ -832,19 +827,15 @@ impl Peer {
         may_close.then(|| c.last_active + self.settings.idle_timeout)
     }
 
-    /// A timeout or protocol error: the connection is no longer trusted.
-    fn poison(&mut self, now: Instant, conn: ConnId, why: String) {
-        self.drop_conn(now, conn, Severity::Warning, why);
-    }
-
-    /// Forgets a connection that was ready: what was in flight on it is lost, the delayed
-    /// file in flight stays; a new connection is opened at once by `drive`.
-    fn drop_conn(&mut self, _now: Instant, conn: ConnId, severity: Severity, why: String) {
+    /// Forgets a connection that was ready (it closed, timed out or broke the protocol and
+    /// is no longer trusted): what was in flight on it is answered `con_lost`, a delayed
+    /// file in flight stays; `drive` opens a new connection at once.
+    fn drop_conn(&mut self, conn: ConnId, why: String) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         self.outputs.push_back(Output::CloseConn { conn });
-        self.log(severity, format!("connection {}: {why}", conn.0));
+        self.log(Severity::Warning, format!("connection {}: {why}", conn.0));
         if let Stage::Ready { in_flight, .. } = c.stage {
             for f in in_flight {
                 self.answer_lost(f.sent);
@@ -972,7 +963,7 @@ impl Peer {
             return;
         }
         if self.stopping.is_some() {
-            return self.drive_stopping(now);
+            return self.drive_stopping();
         }
         if self.flush == Flush::Resume && self.conns.values().any(Conn::is_ready) {
             self.next_file();
@@ -1156,7 +1147,7 @@ impl Peer {
 
     // ----- shutdown -----
 
-    fn drive_stopping(&mut self, now: Instant) {
+    fn drive_stopping(&mut self) {
         while let Some(item) = self.queue.pop_front() {
             self.fail_queued(item);
         }
@@ -1175,11 +1166,11 @@ impl Peer {
             self.outputs.push_back(Output::CloseConn { conn });
         }
         if self.conns.values().all(|c| c.in_flight() == 0) {
-            self.finish_stop(now);
+            self.finish_stop();
         }
     }
 
-    fn finish_stop(&mut self, _now: Instant) {
+    fn finish_stop(&mut self) {
         let conns = std::mem::take(&mut self.conns);
         for (conn, c) in conns {
             if let Stage::Ready { in_flight, .. } = c.stage {

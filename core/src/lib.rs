@@ -41,3 +41,4 @@ pub mod key;
 pub mod line;
 pub mod lond;
 pub mod peer;
+pub mod roster;

@@ -1,3 +1,19 @@
-//! lonc-std: the blocking lonc daemon on std threads and sockets, and the daemon plumbing
-//! both runtimes share. (Skeleton: built out by the lonc-std issue.)
+//! lonc-std: the blocking lonc daemon on std threads and sockets, the daemon plumbing both
+//! runtimes share (command line, config loading, paths, pid file, logs, delayed spool,
+//! status file, sockets, process setup), and `lond-sim`, a lond-compatible test peer.
 #![warn(missing_docs)]
+
+pub mod cli;
+pub mod daemon;
+pub mod driver;
+pub mod load;
+pub mod logfile;
+pub mod lond_sim;
+pub mod paths;
+pub mod pidfile;
+pub mod process;
+pub mod sendcmd;
+pub mod signals;
+pub mod socket;
+pub mod spool;
+pub mod status;

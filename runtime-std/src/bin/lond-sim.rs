@@ -1,0 +1,2 @@
+//! `lond-sim`: a lond-compatible peer for tests and demos (skeleton).
+fn main() {}

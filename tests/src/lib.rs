@@ -2,4 +2,5 @@
 //! end-to-end helpers.
 #![warn(missing_docs)]
 
+pub mod e2e;
 pub mod sim;

@@ -35,13 +35,32 @@ pub fn files_for_peer(names: &[String], peer_id: &str) -> Vec<String> {
     mine
 }
 
-/// The request of a delayed file: its first line, LF removed. `None` if that is empty.
-pub fn request_of(content: &[u8]) -> Option<&[u8]> {
-    let first = match content.iter().position(|&b| b == b'\n') {
+/// Why a delayed file's content cannot be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DelayedProblem {
+    /// The first line is empty.
+    #[error("is empty")]
+    Empty,
+    /// The first line is longer than `loncMaxRequest`.
+    #[error("has a first line longer than {0} bytes")]
+    TooLong(usize),
+}
+
+/// The request of a delayed file: its first line, LF removed, at most `max` bytes. The
+/// runtime may hand over only the start of a large file (up to `max + 1` bytes): a first
+/// line with no LF within `max` bytes is too long, never cut.
+pub fn request_of(content: &[u8], max: usize) -> Result<&[u8], DelayedProblem> {
+    let first = match memchr::memchr(b'\n', content) {
         Some(end) => &content[..end],
         None => content,
     };
-    (!first.is_empty()).then_some(first)
+    if first.len() > max {
+        Err(DelayedProblem::TooLong(max))
+    } else if first.is_empty() {
+        Err(DelayedProblem::Empty)
+    } else {
+        Ok(first)
+    }
 }
 
 #[cfg(test)]
@@ -71,10 +90,16 @@ mod tests {
 
     #[test]
     fn request_is_the_first_line() {
-        assert_eq!(request_of(b"put:a:b\nmore\n"), Some(&b"put:a:b"[..]));
-        assert_eq!(request_of(b"put:a:b"), Some(&b"put:a:b"[..]));
-        assert_eq!(request_of(b"\nput"), None);
-        assert_eq!(request_of(b""), None);
+        assert_eq!(request_of(b"put:a:b\nmore\n", 100), Ok(&b"put:a:b"[..]));
+        assert_eq!(request_of(b"put:a:b", 100), Ok(&b"put:a:b"[..]));
+        assert_eq!(request_of(b"put:a:b", 7), Ok(&b"put:a:b"[..]));
+        assert_eq!(request_of(b"put:a:b", 6), Err(DelayedProblem::TooLong(6)));
+        assert_eq!(
+            request_of(b"put:a:bc\n", 7),
+            Err(DelayedProblem::TooLong(7))
+        );
+        assert_eq!(request_of(b"\nput", 100), Err(DelayedProblem::Empty));
+        assert_eq!(request_of(b"", 100), Err(DelayedProblem::Empty));
     }
 
     #[test]

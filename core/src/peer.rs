@@ -466,12 +466,12 @@ impl Peer {
                 );
                 self.next_file();
             }
-            Ok(content) => match request_of(content) {
-                None => {
-                    self.delayed_failed(name, Severity::Warning, "is empty");
+            Ok(content) => match request_of(content, self.settings.max_request) {
+                Err(problem) => {
+                    self.delayed_failed(name, Severity::Warning, &problem.to_string());
                     self.next_file();
                 }
-                Some(request) => {
+                Ok(request) => {
                     self.flush = Flush::ReadyToSend {
                         name: name.to_owned(),
                         request: Bytes::copy_from_slice(request),

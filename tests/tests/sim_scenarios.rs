@@ -575,3 +575,25 @@ fn shutdown_grace_runs_out() {
     assert_eq!(w.reply_of(slow), "con_lost");
     assert!(w.peer.is_stopped());
 }
+
+#[test]
+fn an_over_long_delayed_file_is_left_in_place_not_cut() {
+    let settings = LinkSettings {
+        max_request: 16,
+        ..LinkSettings::default()
+    };
+    let mut w = world(settings);
+    // The runtime hands over at most max + 1 bytes of a big file.
+    w.spool
+        .insert("1.a.msul1".into(), b"echo:0123456789ab".to_vec());
+    w.spool.insert("2.b.msul1".into(), b"echo:fine\n".to_vec());
+    w.run_for(secs(60));
+    assert!(w.spool.contains_key("1.a.msul1"));
+    assert!(!w.spool.contains_key("2.b.msul1"));
+    assert_eq!(w.lond_requests, vec![(b"echo:fine".to_vec(), false)]);
+    assert!(
+        w.log
+            .iter()
+            .any(|e| e.message.contains("1.a.msul1") && e.message.contains("longer than 16"))
+    );
+}

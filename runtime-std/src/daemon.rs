@@ -17,8 +17,8 @@ use crate::driver::PeerHandle;
 use crate::load::{DaemonConfig, load};
 use crate::logfile::{LogFiles, PARENT, localtime};
 use crate::paths::Paths;
-use crate::pidfile::{PidError, PidFile};
-use crate::process::{check_user, daemonize, raise_nofile_limit};
+use crate::pidfile::{PidFile, is_alive, read_pid};
+use crate::process::{Detached, check_user, daemonize, raise_nofile_limit};
 use crate::signals::{self, SignalAction};
 use crate::socket::{bind_peer_socket, remove_peer_socket};
 use crate::spool::Spool;
@@ -47,17 +47,36 @@ pub struct Prepared {
     pub spool: Spool,
     /// The config files, for reloads.
     pub config_paths: Vec<PathBuf>,
+    /// The waiting parent, when detached: tell it with [`Prepared::ready`].
+    pub detached: Option<Detached>,
+}
+
+impl Prepared {
+    /// Startup is complete (sockets bound): a waiting parent exits 0.
+    pub fn ready(&mut self) {
+        if let Some(d) = self.detached.take() {
+            d.ready();
+        }
+    }
+}
+
+/// Says why startup failed: on stderr, and to the waiting parent when detached.
+fn fail(detached: &mut Option<Detached>, code: i32, message: String) -> i32 {
+    eprintln!("lonc: {message}");
+    if let Some(d) = detached.take() {
+        d.failed(&message);
+    }
+    code
 }
 
 /// Loads the config, checks the user, detaches unless `--foreground`, takes the pid file,
-/// opens the logs and raises the open-file limit. On failure, says why on stderr and gives
-/// the exit code.
+/// opens the logs and raises the open-file limit. On failure, says why on stderr (and to
+/// the parent that waits for a detached daemon) and gives the exit code.
 pub fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
+    let mut detached = None;
     let config_paths = args.config.config_paths();
-    let config = load(&config_paths).map_err(|e| {
-        eprintln!("lonc: {e}");
-        EXIT_CONFIG
-    })?;
+    let config =
+        load(&config_paths).map_err(|e| fail(&mut detached, EXIT_CONFIG, e.to_string()))?;
     for w in &config.warnings {
         eprintln!("lonc: warning: {w}");
     }
@@ -65,39 +84,30 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
         .user
         .clone()
         .unwrap_or_else(|| config.settings.user.clone());
-    check_user(&user).map_err(|e| {
-        eprintln!("lonc: {e}");
-        EXIT_START
-    })?;
+    check_user(&user).map_err(|e| fail(&mut detached, EXIT_START, e))?;
     let paths = Paths::new(&config.settings);
-    if let Some(pid) = crate::pidfile::read_pid(&paths.pid_file)
-        && crate::pidfile::is_alive(pid)
+    if let Some(pid) = read_pid(&paths.pid_file)
+        && is_alive(pid)
     {
-        eprintln!(
-            "lonc: already running as pid {pid} (pid file {})",
+        let message = format!(
+            "already running as pid {pid} (pid file {})",
             paths.pid_file.display()
         );
-        return Err(EXIT_START);
+        return Err(fail(&mut detached, EXIT_START, message));
     }
     if !args.foreground {
-        daemonize().map_err(|e| {
-            eprintln!("lonc: cannot detach: {e}");
-            EXIT_START
-        })?;
+        let d = daemonize()
+            .map_err(|e| fail(&mut detached, EXIT_START, format!("cannot detach: {e}")))?;
+        detached = Some(d);
     }
-    let pid_file = PidFile::create(&paths.pid_file).map_err(|e| {
-        eprintln!("lonc: {e}");
-        match e {
-            PidError::AlreadyRunning { .. } => EXIT_START,
-            _ => EXIT_START,
-        }
-    })?;
+    let pid_file = PidFile::create(&paths.pid_file)
+        .map_err(|e| fail(&mut detached, EXIT_START, e.to_string()))?;
     let logs = LogFiles::open(&paths).map_err(|e| {
-        eprintln!(
-            "lonc: cannot open the logs under {}: {e}",
+        let message = format!(
+            "cannot open the logs under {}: {e}",
             paths.log_file.display()
         );
-        EXIT_START
+        fail(&mut detached, EXIT_START, message)
     })?;
     for w in &config.warnings {
         logs.log(PARENT, Severity::Warning, w);
@@ -131,6 +141,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
         pid_file,
         spool,
         config_paths,
+        detached,
     })
 }
 
@@ -184,44 +195,51 @@ impl From<SignalAction> for Event {
 
 /// Runs the blocking daemon until TERM/INT; returns the exit code.
 pub fn run(args: &RunArgs) -> i32 {
-    let prepared = match prepare(args) {
+    let mut prepared = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let Prepared {
-        mut config,
-        paths,
-        logs,
-        pid_file,
-        spool,
-        config_paths,
-    } = prepared;
     let (tx, rx) = mpsc::channel::<Event>();
     let signal_handle = match signals::spawn_listener(tx) {
         Ok(h) => h,
         Err(e) => {
-            logs.log(
-                PARENT,
-                Severity::Critical,
-                &format!("cannot handle signals: {e}"),
-            );
-            return EXIT_START;
+            let message = format!("cannot handle signals: {e}");
+            prepared.logs.log(PARENT, Severity::Critical, &message);
+            return fail(&mut prepared.detached, EXIT_START, message);
         }
     };
-    logs.log(
+    prepared.logs.log(
         PARENT,
         Severity::Info,
         &format!(
             "lonc-std {} starting, pid {}, {} peers",
             env!("CARGO_PKG_VERSION"),
             std::process::id(),
-            config.peers.len()
+            prepared.config.peers.len()
         ),
     );
     let mut peers: BTreeMap<String, PeerHandle> = BTreeMap::new();
-    for spec in config.peers.clone() {
-        start_peer(&mut peers, spec, &config, &paths, &logs, &spool);
+    for spec in prepared.config.peers.clone() {
+        start_peer(
+            &mut peers,
+            spec,
+            &prepared.config.settings.host_id,
+            &prepared.paths,
+            &prepared.logs,
+            &prepared.spool,
+        );
     }
+    prepared.ready();
+    let Prepared {
+        config,
+        paths,
+        logs,
+        pid_file,
+        spool,
+        config_paths,
+        ..
+    } = prepared;
+    let own_id = config.settings.host_id;
     while let Ok(Event::Signal(action)) = rx.recv() {
         match action {
             SignalAction::Stop => break,
@@ -270,7 +288,13 @@ pub fn run(args: &RunArgs) -> i32 {
                         for w in &new.warnings {
                             logs.log(PARENT, Severity::Warning, w);
                         }
-                        config = new;
+                        if new.settings.host_id != own_id {
+                            logs.log(
+                                PARENT,
+                                Severity::Warning,
+                                "lonHostID changed: restart the daemon for it to take effect",
+                            );
+                        }
                         let stopping: Vec<String> = change
                             .stop
                             .iter()
@@ -279,7 +303,7 @@ pub fn run(args: &RunArgs) -> i32 {
                             .collect();
                         stop_peers(&mut peers, &stopping, &paths);
                         for spec in change.start.into_iter().chain(change.restart) {
-                            start_peer(&mut peers, spec, &config, &paths, &logs, &spool);
+                            start_peer(&mut peers, spec, &own_id, &paths, &logs, &spool);
                         }
                     }
                 }
@@ -298,7 +322,7 @@ pub fn run(args: &RunArgs) -> i32 {
 fn start_peer(
     peers: &mut BTreeMap<String, PeerHandle>,
     spec: PeerSpec,
-    config: &DaemonConfig,
+    own_id: &str,
     paths: &Paths,
     logs: &LogFiles,
     spool: &Spool,
@@ -309,7 +333,7 @@ fn start_peer(
     let id = spec.id.clone();
     match PeerHandle::start(
         spec,
-        &config.settings.host_id,
+        own_id,
         listener,
         paths.socket(&id),
         logs.clone(),

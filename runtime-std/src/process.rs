@@ -44,29 +44,66 @@ pub fn check_user(name: &str) -> Result<(), String> {
     }
 }
 
-/// Detaches from the terminal: forks (the parent exits 0 at once), starts a new session,
-/// changes to `/` and points stdin, stdout and stderr at `/dev/null`.
+/// The detached child's line back to the parent, which waits for it: the parent exits 0
+/// once the daemon says it is ready, or 1 with the daemon's message if it failed to
+/// start (so failures after detaching are not lost in `/dev/null`).
+#[derive(Debug)]
+pub struct Detached {
+    pipe: std::io::PipeWriter,
+}
+
+impl Detached {
+    /// Startup is complete: the parent exits 0.
+    pub fn ready(mut self) {
+        use std::io::Write;
+        let _ = self.pipe.write_all(b"OK\n");
+    }
+
+    /// Startup failed: the parent prints `message` on its stderr and exits 1.
+    pub fn failed(mut self, message: &str) {
+        use std::io::Write;
+        let _ = self.pipe.write_all(format!("ERR {message}\n").as_bytes());
+    }
+}
+
+/// Detaches from the terminal: forks, starts a new session, changes to `/` and points
+/// stdin, stdout and stderr at `/dev/null`. The parent waits until the child reports
+/// through the returned [`Detached`] (or dies), then exits with 0 or 1.
 ///
 /// Call it before any thread is started (signal listeners included): only the calling
 /// thread survives a fork. Create the pid file afterwards, so it holds the final pid.
-pub fn daemonize() -> io::Result<()> {
-    use std::io::Write;
+pub fn daemonize() -> io::Result<Detached> {
+    use std::io::{Read, Write};
     // Whatever the parent buffered must not be written twice.
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     let devnull = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())?;
+    let (mut reader, writer) = std::io::pipe()?;
     // SAFETY: the caller guarantees no other thread runs, so the child may use any
     // function, not only async-signal-safe ones.
     match unsafe { fork() }? {
-        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Parent { .. } => {
+            drop(writer);
+            let mut said = String::new();
+            let _ = reader.read_to_string(&mut said);
+            if said.starts_with("OK") {
+                std::process::exit(0);
+            }
+            match said.strip_prefix("ERR ") {
+                Some(msg) => eprintln!("lonc: {}", msg.trim_end()),
+                None => eprintln!("lonc: the daemon exited during startup (see its log)"),
+            }
+            std::process::exit(1);
+        }
         ForkResult::Child => {}
     }
+    drop(reader);
     setsid()?;
     chdir("/")?;
     nix::unistd::dup2_stdin(&devnull)?;
     nix::unistd::dup2_stdout(&devnull)?;
     nix::unistd::dup2_stderr(&devnull)?;
-    Ok(())
+    Ok(Detached { pipe: writer })
 }
 
 /// Raises the soft limit on open files (`RLIMIT_NOFILE`) to the hard limit and returns

@@ -3,9 +3,11 @@
 //! either runtime started on it as a real process. Everything is bounded in time and
 //! cleaned up on drop, even when a test fails.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -105,6 +107,14 @@ static NEXT_BLOCK: AtomicU32 = AtomicU32::new(0);
 impl Site {
     /// A site with `peers` peers named `peer1`.. and extra `PerlSetVar` knobs.
     pub fn new(peers: usize, knobs: &[(&str, &str)]) -> Site {
+        let ids: Vec<String> = (1..=peers).map(|i| format!("peer{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        Site::with_ids(&ids, knobs)
+    }
+
+    /// A site whose peers have these host ids (for ids that share a prefix, say), with
+    /// extra `PerlSetVar` knobs.
+    pub fn with_ids(ids: &[&str], knobs: &[(&str, &str)]) -> Site {
         let dir = tempfile::Builder::new()
             .prefix("lonc-e2e-")
             .tempdir()
@@ -112,11 +122,13 @@ impl Site {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
         let pid_part = (std::process::id() % 50) as u8;
         let base = 10 + (block as u8 % 40) * 5;
-        let peers: Vec<(String, Ipv4Addr)> = (0..peers)
-            .map(|i| {
+        let peers: Vec<(String, Ipv4Addr)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
                 let n = i as u32;
                 (
-                    format!("peer{}", i + 1),
+                    id.to_string(),
                     Ipv4Addr::new(
                         127,
                         100 + pid_part,
@@ -224,14 +236,114 @@ impl Site {
 
     /// lond-sim for every peer, with options per peer.
     pub fn lond_with(&self, opts: impl Fn(&str) -> SimOptions) -> LondSim {
-        let listeners = self
-            .peers
+        let ids: Vec<&str> = self.peers.iter().map(|p| p.0.as_str()).collect();
+        self.lond_on(&ids, opts)
+    }
+
+    /// lond-sim for these peers only (the others have nothing listening), with options
+    /// per peer.
+    pub fn lond_on(&self, ids: &[&str], opts: impl Fn(&str) -> SimOptions) -> LondSim {
+        let listeners: Vec<SimListener> = ids
             .iter()
-            .map(|(id, _)| SimListener::new(id.clone(), self.addr(id), opts(id)))
+            .map(|id| SimListener::new(*id, self.addr(id), opts(id)))
             .collect();
-        let listeners: Vec<SimListener> = listeners;
         retry(|| LondSim::start_listeners(listeners.clone(), self.own_id.clone()))
     }
+
+    /// Every peer's host id, in hosts.tab order.
+    pub fn ids(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.0.clone()).collect()
+    }
+
+    /// Puts a delayed message file `name` holding `content` into the spool, whole at
+    /// once (written beside the spool, then renamed into it), as lonnet would leave it.
+    pub fn write_delayed(&self, name: &str, content: &[u8]) {
+        let tmp = self.dir.path().join(format!(".delayed-{name}"));
+        fs::write(&tmp, content).expect("write a delayed file");
+        fs::rename(&tmp, self.delayed().join(name)).expect("move it into the spool");
+    }
+
+    /// Whether the delayed message file `name` is still in the spool.
+    pub fn has_delayed(&self, name: &str) -> bool {
+        self.delayed().join(name).exists()
+    }
+
+    /// The `S` lines of `lonnet.perm.log`, parsed, in file order.
+    pub fn sent_delayed(&self) -> Vec<PermLogLine> {
+        self.log("lonnet.perm.log")
+            .lines()
+            .filter_map(PermLogLine::parse)
+            .collect()
+    }
+
+    /// Panics if `lonc.log` contains any of `secrets` (texts of `encrypt:` requests or of
+    /// decrypted replies, which must never be logged).
+    pub fn assert_log_lacks(&self, secrets: &[&str]) {
+        let log = self.log("lonc.log");
+        for s in secrets {
+            assert!(!log.contains(s), "lonc.log contains the secret {s:?}:\n{log}");
+        }
+    }
+}
+
+/// One `S` line of `lonnet.perm.log`: `<epoch>:S:<peer>:<request>:<localtime>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermLogLine {
+    /// Seconds since the epoch.
+    pub epoch: u64,
+    /// The peer's host id.
+    pub peer: String,
+    /// The request as read from the file (it may hold `:`).
+    pub request: String,
+    /// The local time, like `Wed Mar 20 03:44:11 2002`.
+    pub localtime: String,
+}
+
+impl PermLogLine {
+    /// Parses an `S` line; `None` for any other line. The peer id holds no `:`, and the
+    /// local time is the last 24 characters (`%a %b %e %H:%M:%S %Y`).
+    pub fn parse(line: &str) -> Option<PermLogLine> {
+        let (epoch, rest) = line.split_once(':')?;
+        let rest = rest.strip_prefix("S:")?;
+        let (peer, rest) = rest.split_once(':')?;
+        let cut = rest.len().checked_sub(25)?;
+        let (request, localtime) = (rest.get(..cut)?, rest.get(cut..)?);
+        let localtime = localtime.strip_prefix(':')?;
+        Some(PermLogLine {
+            epoch: epoch.parse().ok()?,
+            peer: peer.to_owned(),
+            request: request.to_owned(),
+            localtime: localtime.to_owned(),
+        })
+    }
+}
+
+/// Whether `t` looks like Perl's `scalar localtime`: `Wed Mar 20 03:44:11 2002` (the day
+/// of the month padded with a space).
+pub fn is_perl_localtime(t: &str) -> bool {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    if t.len() != 24 || !t.is_ascii() {
+        return false;
+    }
+    let b = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    DAYS.contains(&&t[0..3])
+        && b[3] == b' '
+        && MONTHS.contains(&&t[4..7])
+        && b[7] == b' '
+        && (b[8] == b' ' || b[8].is_ascii_digit())
+        && b[9].is_ascii_digit()
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b' '
+        && digits(20..24)
 }
 
 /// Binding can fail for a moment after a previous listener on the same address closed.
@@ -323,6 +435,19 @@ impl Daemon {
         }
     }
 
+    /// What the daemon wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// How many entries `/proc/<pid>/<what>` has (`"fd"`: open files, `"task"`:
+    /// threads); 0 if it cannot be read.
+    pub fn proc_count(&self, what: &str) -> usize {
+        fs::read_dir(format!("/proc/{}/{what}", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     /// Sends a signal.
     pub fn signal(&self, sig: Signal) {
         let _ = kill(Pid::from_raw(self.child.id() as i32), sig);
@@ -368,6 +493,126 @@ pub fn send_text(socket: &Path, request: &str) -> String {
     match send(socket, request.as_bytes()) {
         Ok(r) => String::from_utf8_lossy(&r).into_owned(),
         Err(e) => format!("<error: {e}>"),
+    }
+}
+
+/// A client that keeps its connection to a peer socket open, to write several requests
+/// (or arbitrary bytes) and read the replies line by line. Every read and write is
+/// bounded by [`Client::TIMEOUT`].
+pub struct Client {
+    stream: UnixStream,
+    /// Bytes read past the last line returned.
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// How long one read or write may block.
+    pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// Connects to a peer socket.
+    pub fn connect(socket: &Path) -> io::Result<Client> {
+        let stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(Self::TIMEOUT))?;
+        stream.set_write_timeout(Some(Self::TIMEOUT))?;
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes these bytes as they are (several lines at once, half a line, ...).
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Closes the writing side (the daemon sees EOF after the requests sent).
+    pub fn finish(&self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+
+    /// The next reply line without its LF; `None` at EOF (the daemon closed; a partial
+    /// line before EOF is dropped).
+    pub fn read_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line = self.buf[..i].to_vec();
+                self.buf.drain(..=i);
+                return Ok(Some(line));
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Client::read_line`] as text; `<eof>` at EOF, `<error: ...>` on an error.
+    pub fn line_text(&mut self) -> String {
+        match self.read_line() {
+            Ok(Some(l)) => String::from_utf8_lossy(&l).into_owned(),
+            Ok(None) => "<eof>".into(),
+            Err(e) => format!("<error: {e}>"),
+        }
+    }
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs the daemon binary of `rt` with these arguments (an operator command such as
+/// `check-config`) and returns what it printed; killed and a panic if it runs longer
+/// than 20 s.
+pub fn cli(rt: Runtime, args: &[&OsStr]) -> CliOutput {
+    let mut child = Command::new(binary(rt))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the command");
+    // Drain both pipes while waiting, so a long output cannot block the child.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} ran longer than 20 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let text = |h: thread::JoinHandle<Vec<u8>>| {
+        String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned()
+    };
+    CliOutput {
+        status,
+        stdout: text(out),
+        stderr: text(err),
     }
 }
 

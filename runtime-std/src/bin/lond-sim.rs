@@ -18,10 +18,14 @@ use lonc_std::lond_sim::{LondSim, SimOptions, parse_listen};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// A lond-compatible peer for tests: answers the classic handshake and a few test requests
-/// (ping, echo:<x>, sleep:<ms>:<x>, big:<n>, eget:<x>, exit, connections).
+/// The command line of `lond-sim`.
 #[derive(Debug, Parser)]
-#[command(name = "lond-sim", version)]
+#[command(
+    name = "lond-sim",
+    version,
+    about = "A lond-compatible peer for tests: answers the classic handshake and the test \
+             requests ping, echo:<x>, sleep:<ms>:<x>, big:<n>, eget:<x>, exit, connections."
+)]
 struct Args {
     /// A listener: the host id it answers as and where it listens, e.g.
     /// `msul2=127.0.0.2:5663` (repeatable; port 0 picks a free port).

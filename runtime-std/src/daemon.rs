@@ -4,13 +4,14 @@
 //! [`PeerHandle`] per peer and answers signals: TERM/INT stop, HUP/USR2 reload, USR1 status.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use lonc_core::io::Severity;
-use lonc_core::roster::{self, PeerSpec};
+use lonc_core::roster::PeerSpec;
 
 use crate::cli::RunArgs;
 use crate::driver::PeerHandle;
@@ -20,9 +21,10 @@ use crate::paths::Paths;
 use crate::pidfile::{PidFile, is_alive, read_pid};
 use crate::process::{Detached, check_user, daemonize, raise_nofile_limit};
 use crate::signals::{self, SignalAction};
-use crate::socket::{bind_peer_socket, remove_peer_socket};
+use crate::socket::bind_peer_socket;
 use crate::spool::Spool;
-use crate::status::{PeerStatusLine, status_text, write_status};
+use crate::status::{PeerStatusLine, status_text};
+use crate::supervisor::{PeerContext, PeerSet, Supervisor};
 
 /// How long requests in flight may take to finish on TERM/INT, a reload or a removal.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -182,14 +184,48 @@ pub fn seed() -> u64 {
     rand::random()
 }
 
-/// What the supervisor waits for.
-enum Event {
-    Signal(SignalAction),
-}
+/// The std peers: one [`PeerHandle`] (a thread) per peer.
+#[derive(Default)]
+pub struct StdPeers(BTreeMap<String, PeerHandle>);
 
-impl From<SignalAction> for Event {
-    fn from(a: SignalAction) -> Self {
-        Event::Signal(a)
+impl PeerSet for StdPeers {
+    fn start(
+        &mut self,
+        spec: PeerSpec,
+        ctx: &PeerContext,
+        listener: UnixListener,
+    ) -> io::Result<()> {
+        let id = spec.id.clone();
+        let handle = PeerHandle::start(spec, ctx, listener, seed())?;
+        self.0.insert(id, handle);
+        Ok(())
+    }
+
+    fn specs(&self) -> Vec<PeerSpec> {
+        self.0.values().map(|h| h.spec().clone()).collect()
+    }
+
+    fn states(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(id, h)| (id.clone(), h.snapshot().state.as_str().to_string()))
+            .collect()
+    }
+
+    fn revive_all(&mut self) {
+        for h in self.0.values() {
+            h.revive();
+        }
+    }
+
+    fn stop(&mut self, ids: &[String], grace: Duration) {
+        let mut stopping: Vec<PeerHandle> = ids.iter().filter_map(|id| self.0.remove(id)).collect();
+        for h in &mut stopping {
+            h.begin_stop(grace);
+        }
+        for h in &mut stopping {
+            h.join();
+        }
     }
 }
 
@@ -199,7 +235,7 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let (tx, rx) = mpsc::channel::<Event>();
+    let (tx, rx) = mpsc::channel::<SignalAction>();
     let signal_handle = match signals::spawn_listener(tx) {
         Ok(h) => h,
         Err(e) => {
@@ -208,157 +244,13 @@ pub fn run(args: &RunArgs) -> i32 {
             return fail(&mut prepared.detached, EXIT_START, message);
         }
     };
-    prepared.logs.log(
-        PARENT,
-        Severity::Info,
-        &format!(
-            "lonc-std {} starting, pid {}, {} peers",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            prepared.config.peers.len()
-        ),
-    );
-    let mut peers: BTreeMap<String, PeerHandle> = BTreeMap::new();
-    for spec in prepared.config.peers.clone() {
-        start_peer(
-            &mut peers,
-            spec,
-            &prepared.config.settings.host_id,
-            &prepared.paths,
-            &prepared.logs,
-            &prepared.spool,
-        );
-    }
-    prepared.ready();
-    let Prepared {
-        config,
-        paths,
-        logs,
-        pid_file,
-        spool,
-        config_paths,
-        ..
-    } = prepared;
-    let own_id = config.settings.host_id;
-    while let Ok(Event::Signal(action)) = rx.recv() {
-        match action {
-            SignalAction::Stop => break,
-            SignalAction::Status => {
-                let states: Vec<(String, String)> = peers
-                    .iter()
-                    .map(|(id, h)| (id.clone(), h.snapshot().state.as_str().to_string()))
-                    .collect();
-                let text = status_lines(&logs, &states);
-                if let Err(e) = write_status(&paths.status_file, &text) {
-                    logs.log(
-                        PARENT,
-                        Severity::Warning,
-                        &format!("cannot write {}: {e}", paths.status_file.display()),
-                    );
-                }
-                for h in peers.values() {
-                    h.revive();
-                }
-            }
-            SignalAction::Reload => {
-                if let Err(e) = logs.reopen() {
-                    eprintln!("lonc: cannot reopen the logs: {e}");
-                }
-                match load(&config_paths) {
-                    Err(e) => logs.log(
-                        PARENT,
-                        Severity::Critical,
-                        &format!("reload failed, keeping the running config: {e}"),
-                    ),
-                    Ok(new) => {
-                        let running: Vec<PeerSpec> =
-                            peers.values().map(|h| h.spec().clone()).collect();
-                        let change = roster::reload(&running, &new.peers);
-                        logs.log(
-                            PARENT,
-                            Severity::Info,
-                            &format!(
-                                "reload: {} new, {} removed, {} changed, {} kept",
-                                change.start.len(),
-                                change.stop.len(),
-                                change.restart.len(),
-                                change.keep.len()
-                            ),
-                        );
-                        for w in &new.warnings {
-                            logs.log(PARENT, Severity::Warning, w);
-                        }
-                        if new.settings.host_id != own_id {
-                            logs.log(
-                                PARENT,
-                                Severity::Warning,
-                                "lonHostID changed: restart the daemon for it to take effect",
-                            );
-                        }
-                        let stopping: Vec<String> = change
-                            .stop
-                            .iter()
-                            .chain(change.restart.iter().map(|p| &p.id))
-                            .cloned()
-                            .collect();
-                        stop_peers(&mut peers, &stopping, &paths);
-                        for spec in change.start.into_iter().chain(change.restart) {
-                            start_peer(&mut peers, spec, &own_id, &paths, &logs, &spool);
-                        }
-                    }
-                }
-            }
+    let mut supervisor = Supervisor::start(prepared, StdPeers::default(), "lonc-std");
+    while let Ok(action) = rx.recv() {
+        if !supervisor.handle(action) {
+            break;
         }
     }
-    logs.log(PARENT, Severity::Info, "shutting down");
-    let ids: Vec<String> = peers.keys().cloned().collect();
-    stop_peers(&mut peers, &ids, &paths);
+    supervisor.shutdown();
     signal_handle.close();
-    drop(pid_file);
-    logs.log(PARENT, Severity::Info, "stopped");
     0
-}
-
-fn start_peer(
-    peers: &mut BTreeMap<String, PeerHandle>,
-    spec: PeerSpec,
-    own_id: &str,
-    paths: &Paths,
-    logs: &LogFiles,
-    spool: &Spool,
-) {
-    let Some(listener) = bind_socket(logs, paths, &spec.id) else {
-        return;
-    };
-    let id = spec.id.clone();
-    match PeerHandle::start(
-        spec,
-        own_id,
-        listener,
-        paths.socket(&id),
-        logs.clone(),
-        spool.clone(),
-        seed(),
-    ) {
-        Ok(h) => {
-            peers.insert(id, h);
-        }
-        Err(e) => {
-            logs.log(&id, Severity::Critical, &format!("cannot start: {e}"));
-            remove_peer_socket(&paths.socket(&id));
-        }
-    }
-}
-
-/// Stops these peers together (each gets the grace period at the same time), waits for
-/// them, and removes their sockets.
-fn stop_peers(peers: &mut BTreeMap<String, PeerHandle>, ids: &[String], paths: &Paths) {
-    let mut stopping: Vec<PeerHandle> = ids.iter().filter_map(|id| peers.remove(id)).collect();
-    for h in &mut stopping {
-        h.begin_stop(GRACE);
-    }
-    for h in &mut stopping {
-        h.join();
-        remove_peer_socket(&paths.socket(&h.spec().id));
-    }
 }

@@ -21,6 +21,7 @@ use lonc_core::roster::PeerSpec;
 
 use crate::logfile::LogFiles;
 use crate::spool::Spool;
+use crate::supervisor::PeerContext;
 
 /// How many inputs may wait for a peer thread before readers block (backpressure).
 const INPUT_QUEUE: usize = 1024;
@@ -63,16 +64,15 @@ pub struct PeerHandle {
 
 impl PeerHandle {
     /// Starts a peer on an already bound socket: an acceptor thread for `listener` and the
-    /// peer thread. `own_id` is `lonHostID`; `seed` drives the peer's backoff.
+    /// peer thread. `seed` drives the peer's backoff.
     pub fn start(
         spec: PeerSpec,
-        own_id: &str,
+        ctx: &PeerContext,
         listener: UnixListener,
-        socket: PathBuf,
-        logs: LogFiles,
-        spool: Spool,
         seed: u64,
     ) -> io::Result<PeerHandle> {
+        let socket = ctx.paths.socket(&spec.id);
+        let own_id = ctx.own_id.as_str();
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
         let peer = Peer::new(
             &spec.id,
@@ -92,8 +92,8 @@ impl PeerHandle {
             id: spec.id.clone(),
             inputs: rx,
             self_tx: tx.clone(),
-            logs,
-            spool,
+            logs: ctx.logs.clone(),
+            spool: ctx.spool.clone(),
             clients: BTreeMap::new(),
             conns: BTreeMap::new(),
             snapshot: snapshot.clone(),

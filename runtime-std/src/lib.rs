@@ -17,3 +17,4 @@ pub mod signals;
 pub mod socket;
 pub mod spool;
 pub mod status;
+pub mod supervisor;

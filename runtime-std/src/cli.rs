@@ -93,6 +93,19 @@ pub enum Command {
     Status(ConfigArgs),
 }
 
+impl Command {
+    /// Carries out the command: the operator commands here, the daemon itself through
+    /// `run` (each runtime brings its own). Returns the exit code.
+    pub fn execute(&self, run: impl FnOnce(&RunArgs) -> i32) -> i32 {
+        match self {
+            Command::Run(args) => run(args),
+            Command::CheckConfig(args) => crate::sendcmd::run_check_config(args),
+            Command::Send(args) => crate::sendcmd::run_send(args),
+            Command::Status(args) => crate::sendcmd::run_status(args),
+        }
+    }
+}
+
 /// Which config files to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct ConfigArgs {

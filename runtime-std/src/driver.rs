@@ -468,41 +468,18 @@ impl PeerThread {
                     self.clients.remove(&client);
                 }
                 Output::ListDelayed => {
-                    let names = match self.spool.list() {
-                        Ok(n) => n,
-                        Err(e) => {
-                            self.logs.log(
-                                &self.id,
-                                Severity::Critical,
-                                &format!("cannot list the delayed spool: {e}"),
-                            );
-                            Vec::new()
-                        }
-                    };
+                    let names = spool_list(&self.spool, &self.logs, &self.id);
                     self.peer.handle_delayed_list(Instant::now(), &names);
                 }
                 Output::ReadDelayed { name } => {
                     let max = self.peer.settings().max_request;
-                    match self.spool.read_request(&name, max) {
-                        Ok(content) => {
-                            self.peer
-                                .handle_delayed_read(Instant::now(), &name, Ok(&content))
-                        }
-                        Err(e) => self.peer.handle_delayed_read(
-                            Instant::now(),
-                            &name,
-                            Err(&e.to_string()),
-                        ),
-                    }
+                    let content = spool_read(&self.spool, &name, max);
+                    let content = content.as_deref().map_err(String::as_str);
+                    self.peer
+                        .handle_delayed_read(Instant::now(), &name, content);
                 }
                 Output::DeleteDelayed { name } => {
-                    if let Err(e) = self.spool.delete(&name) {
-                        self.logs.log(
-                            &self.id,
-                            Severity::Critical,
-                            &format!("cannot delete delayed message {name}: {e}"),
-                        );
-                    }
+                    spool_delete(&self.spool, &self.logs, &self.id, &name);
                 }
                 Output::PermLog(entry) => self.logs.perm_log(&entry),
                 Output::Log(event) => self.logs.log(&self.id, event.severity, &event.message),
@@ -540,7 +517,7 @@ impl PeerThread {
 
 /// Resolves `host` and connects to the first address that answers within `timeout`,
 /// with TCP keepalive and no Nagle delay.
-fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
     for addr in (host, port).to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1))) {
@@ -557,4 +534,28 @@ fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
         }
     }
     Err(last)
+}
+
+/// The delayed spool's file names for [`Output::ListDelayed`]; an unreadable spool is
+/// logged and taken as empty.
+pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<String> {
+    spool.list().unwrap_or_else(|e| {
+        let message = format!("cannot list the delayed spool: {e}");
+        logs.log(peer, Severity::Critical, &message);
+        Vec::new()
+    })
+}
+
+/// A delayed file's start for [`Output::ReadDelayed`] (at most `max + 1` bytes), or why
+/// it cannot be read.
+pub fn spool_read(spool: &Spool, name: &str, max: usize) -> Result<Vec<u8>, String> {
+    spool.read_request(name, max).map_err(|e| e.to_string())
+}
+
+/// Deletes a delivered delayed file ([`Output::DeleteDelayed`]), logging a failure.
+pub fn spool_delete(spool: &Spool, logs: &LogFiles, peer: &str, name: &str) {
+    if let Err(e) = spool.delete(name) {
+        let message = format!("cannot delete delayed message {name}: {e}");
+        logs.log(peer, Severity::Critical, &message);
+    }
 }

@@ -14,6 +14,7 @@ pub mod pidfile;
 pub mod process;
 pub mod sendcmd;
 pub mod signals;
+pub mod site;
 pub mod socket;
 pub mod spool;
 pub mod status;

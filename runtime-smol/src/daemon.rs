@@ -1,0 +1,73 @@
+//! The smol daemon's life: the shared startup and supervisor of `lonc-std`, peers as tasks
+//! on a multi-threaded smol executor, and signals through `async-signal`.
+
+use std::sync::Arc;
+use std::thread;
+
+use async_signal::{Signal, Signals};
+use lonc_core::io::Severity;
+use lonc_std::cli::RunArgs;
+use lonc_std::daemon::{EXIT_START, prepare};
+use lonc_std::logfile::PARENT;
+use lonc_std::signals::action;
+use lonc_std::supervisor::Supervisor;
+use smol::Executor;
+use smol::stream::StreamExt;
+
+use crate::driver::SmolPeers;
+
+/// Runs the smol daemon until TERM/INT; returns the exit code.
+pub fn run(args: &RunArgs) -> i32 {
+    let mut prepared = match prepare(args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let handled = [
+        Signal::Term,
+        Signal::Int,
+        Signal::Hup,
+        Signal::Usr1,
+        Signal::Usr2,
+    ];
+    let mut signals = match Signals::new(handled) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("cannot handle signals: {e}");
+            prepared.logs.log(PARENT, Severity::Critical, &message);
+            eprintln!("lonc: {message}");
+            if let Some(d) = prepared.detached.take() {
+                d.failed(&message);
+            }
+            return EXIT_START;
+        }
+    };
+    let executor = Arc::new(Executor::new());
+    let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
+    let threads: Vec<_> = (0..workers)
+        .filter_map(|i| {
+            let ex = executor.clone();
+            let stop = stop_rx.clone();
+            thread::Builder::new()
+                .name(format!("lonc worker {i}"))
+                .spawn(move || smol::block_on(ex.run(async { stop.recv().await.ok() })))
+                .ok()
+        })
+        .collect();
+    let mut supervisor = Supervisor::start(prepared, SmolPeers::new(executor), "lonc");
+    // The supervisor runs on this thread, not on an executor thread: its waits block no
+    // peer task.
+    while let Some(Ok(signal)) = smol::block_on(signals.next()) {
+        if let Some(a) = action(signal as i32)
+            && !supervisor.handle(a)
+        {
+            break;
+        }
+    }
+    supervisor.shutdown();
+    drop(stop_tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    0
+}

@@ -1,0 +1,513 @@
+//! The smol driver: one task per peer owns that peer's [`Peer`] state machine (no lock
+//! around it) with one timer re-armed from `poll_timeout()`; small tasks move bytes (an
+//! acceptor per peer socket, a reader and a writer per client and per TCP connection);
+//! connects, spool files and log writes run through `smol::unblock`, never on an executor
+//! thread. Every decision is the core's; the plumbing is `lonc-std`'s.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lonc_core::io::{ClientId, ConnId, Output};
+use lonc_core::peer::{Peer, PeerState};
+use lonc_core::roster::PeerSpec;
+use lonc_std::driver::{PeerSnapshot, open_tcp, spool_delete, spool_list, spool_read};
+use lonc_std::logfile::LogFiles;
+use lonc_std::supervisor::{PeerContext, PeerSet};
+use smol::channel::{self, Receiver, Sender};
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::{Async, Executor, Task, Timer};
+
+/// How many inputs may wait for a peer task before readers wait (backpressure).
+const INPUT_QUEUE: usize = 1024;
+/// How much one read takes from a socket.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What reaches a peer task.
+enum Input {
+    ClientAccepted(ClientId, Sender<Bytes>),
+    ClientData(ClientId, Vec<u8>),
+    ClientEof(ClientId),
+    ClientGone(ClientId),
+    Connected(ConnId, TcpStream),
+    ConnectFailed(ConnId, String),
+    ConnData(ConnId, Vec<u8>),
+    ConnClosed(ConnId),
+    Revive,
+    Shutdown(Duration),
+}
+
+/// The smol peers of a daemon: tasks on one multi-threaded executor.
+pub struct SmolPeers {
+    executor: Arc<Executor<'static>>,
+    peers: BTreeMap<String, SmolPeer>,
+}
+
+struct SmolPeer {
+    spec: PeerSpec,
+    inputs: Sender<Input>,
+    stop_accept: Sender<()>,
+    acceptor: Task<()>,
+    task: Task<()>,
+    snapshot: Arc<Mutex<PeerSnapshot>>,
+}
+
+impl SmolPeers {
+    /// Peers that will run on `executor` (driven by threads of the caller's).
+    pub fn new(executor: Arc<Executor<'static>>) -> Self {
+        SmolPeers {
+            executor,
+            peers: BTreeMap::new(),
+        }
+    }
+}
+
+impl PeerSet for SmolPeers {
+    fn start(
+        &mut self,
+        spec: PeerSpec,
+        ctx: &PeerContext,
+        listener: UnixListener,
+    ) -> io::Result<()> {
+        let listener = Async::new(listener)?;
+        let (tx, rx) = channel::bounded(INPUT_QUEUE);
+        let peer = Peer::new(
+            &spec.id,
+            &ctx.own_id,
+            &spec.host,
+            spec.port,
+            spec.link.clone(),
+            lonc_std::daemon::seed(),
+            Instant::now(),
+        );
+        let snapshot = Arc::new(Mutex::new(PeerSnapshot {
+            state: peer.state(),
+            connections: 0,
+        }));
+        let runner = PeerTask {
+            peer,
+            id: spec.id.clone(),
+            inputs: rx,
+            self_tx: tx.clone(),
+            logs: ctx.logs.clone(),
+            ctx: ctx.clone(),
+            clients: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            snapshot: snapshot.clone(),
+            executor: self.executor.clone(),
+        };
+        let task = self.executor.spawn(runner.run());
+        let (stop_accept, stop_rx) = channel::bounded(1);
+        let acceptor = self.executor.spawn(accept_loop(
+            listener,
+            tx.clone(),
+            stop_rx,
+            self.executor.clone(),
+        ));
+        self.peers.insert(
+            spec.id.clone(),
+            SmolPeer {
+                spec,
+                inputs: tx,
+                stop_accept,
+                acceptor,
+                task,
+                snapshot,
+            },
+        );
+        Ok(())
+    }
+
+    fn specs(&self) -> Vec<PeerSpec> {
+        self.peers.values().map(|p| p.spec.clone()).collect()
+    }
+
+    fn states(&self) -> Vec<(String, String)> {
+        self.peers
+            .iter()
+            .map(|(id, p)| {
+                let state = p
+                    .snapshot
+                    .lock()
+                    .map(|s| s.state)
+                    .unwrap_or(PeerState::Stopped);
+                (id.clone(), state.as_str().to_string())
+            })
+            .collect()
+    }
+
+    fn revive_all(&mut self) {
+        for p in self.peers.values() {
+            let _ = p.inputs.try_send(Input::Revive);
+        }
+    }
+
+    fn stop(&mut self, ids: &[String], grace: Duration) {
+        let stopping: Vec<SmolPeer> = ids.iter().filter_map(|id| self.peers.remove(id)).collect();
+        // The supervisor is not an executor thread: waiting here blocks no task.
+        smol::block_on(async {
+            for p in &stopping {
+                let _ = p.stop_accept.send(()).await;
+                let _ = p.inputs.send(Input::Shutdown(grace)).await;
+            }
+            for p in stopping {
+                p.acceptor.await;
+                p.task.await;
+            }
+        });
+    }
+}
+
+/// Accepts clients on a peer's socket until told to stop.
+async fn accept_loop(
+    listener: Async<UnixListener>,
+    tx: Sender<Input>,
+    stop: Receiver<()>,
+    executor: Arc<Executor<'static>>,
+) {
+    static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    loop {
+        let accepted = async { Some(listener.accept().await) }
+            .or(async {
+                let _ = stop.recv().await;
+                None
+            })
+            .await;
+        let Some(accepted) = accepted else { return };
+        let Ok((stream, _)) = accepted else {
+            // EMFILE and the like: back off a little rather than spin.
+            Timer::after(Duration::from_millis(20)).await;
+            continue;
+        };
+        let client = ClientId(NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let stream = Arc::new(stream);
+        let writer = spawn_writer(&executor, stream.clone(), {
+            let tx = tx.clone();
+            move || {
+                let _ = tx.try_send(Input::ClientGone(client));
+            }
+        });
+        if tx
+            .send(Input::ClientAccepted(client, writer))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let tx = tx.clone();
+        executor
+            .spawn(async move {
+                let end = read_loop(&stream, |data| {
+                    let tx = tx.clone();
+                    async move { tx.send(Input::ClientData(client, data)).await.is_ok() }
+                })
+                .await;
+                let _ = match end {
+                    ReadEnd::Eof => tx.send(Input::ClientEof(client)).await,
+                    ReadEnd::Failed => tx.send(Input::ClientGone(client)).await,
+                    ReadEnd::Dropped => Ok(()),
+                };
+            })
+            .detach();
+    }
+}
+
+/// How a read loop ended.
+enum ReadEnd {
+    Eof,
+    Failed,
+    Dropped,
+}
+
+/// Reads a stream in chunks until EOF, an error, or `data` returning false.
+async fn read_loop<T, F, Fut>(stream: &Async<T>, mut data: F) -> ReadEnd
+where
+    for<'a> &'a T: io::Read,
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut reader = stream;
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) => return ReadEnd::Eof,
+            Ok(n) => {
+                if !data(buf[..n].to_vec()).await {
+                    return ReadEnd::Dropped;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return ReadEnd::Failed,
+        }
+    }
+}
+
+/// Shutting down both directions of a socket.
+trait ShutdownBoth {
+    fn shutdown_both(&self);
+}
+
+impl ShutdownBoth for UnixStream {
+    fn shutdown_both(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl ShutdownBoth for TcpStream {
+    fn shutdown_both(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+/// A task that writes what it is sent to `stream`, in order; when the sender is dropped
+/// it shuts the stream down. A write error calls `failed` once and ends it.
+fn spawn_writer<T>(
+    executor: &Executor<'static>,
+    stream: Arc<Async<T>>,
+    failed: impl FnOnce() + Send + 'static,
+) -> Sender<Bytes>
+where
+    T: ShutdownBoth + Send + Sync + 'static,
+    for<'a> &'a T: io::Write,
+{
+    let (tx, rx) = channel::unbounded::<Bytes>();
+    executor
+        .spawn(async move {
+            let mut writer = &*stream;
+            while let Ok(data) = rx.recv().await {
+                if writer.write_all(&data).await.is_err() {
+                    failed();
+                    stream.get_ref().shutdown_both();
+                    return;
+                }
+            }
+            let _ = writer.flush().await;
+            stream.get_ref().shutdown_both();
+        })
+        .detach();
+    tx
+}
+
+/// One open TCP connection, seen from the peer task.
+struct ConnIo {
+    writer: Sender<Bytes>,
+    stream: Arc<Async<TcpStream>>,
+}
+
+/// The state of one peer task.
+struct PeerTask {
+    peer: Peer,
+    id: String,
+    inputs: Receiver<Input>,
+    self_tx: Sender<Input>,
+    logs: LogFiles,
+    ctx: PeerContext,
+    clients: BTreeMap<ClientId, Sender<Bytes>>,
+    conns: BTreeMap<ConnId, Option<ConnIo>>,
+    snapshot: Arc<Mutex<PeerSnapshot>>,
+    executor: Arc<Executor<'static>>,
+}
+
+impl PeerTask {
+    async fn run(mut self) {
+        let mut timer = Timer::never();
+        let mut local: Vec<Input> = Vec::new();
+        loop {
+            self.carry_out(&mut local).await;
+            if self.peer.is_stopped() {
+                break;
+            }
+            if let Some(input) = local.pop() {
+                self.handle(Instant::now(), input);
+                continue;
+            }
+            match self.peer.poll_timeout() {
+                Some(at) => timer.set_at(at),
+                None => timer = Timer::never(),
+            }
+            let next = async { self.inputs.recv().await.ok().map(Some) }
+                .or(async {
+                    (&mut timer).await;
+                    Some(None)
+                })
+                .await;
+            let now = Instant::now();
+            match next {
+                None => break,
+                Some(None) => self.peer.handle_timeout(now),
+                Some(Some(input)) => self.handle(now, input),
+            }
+        }
+        for (_, io) in std::mem::take(&mut self.conns) {
+            if let Some(io) = io {
+                io.stream.get_ref().shutdown_both();
+            }
+        }
+        self.clients.clear();
+        self.publish();
+    }
+
+    fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::ClientAccepted(client, writer) => {
+                self.clients.insert(client, writer);
+            }
+            // Bytes from a client the core already closed are dropped: the core would take
+            // them for a new client.
+            Input::ClientData(client, data) => {
+                if self.clients.contains_key(&client) {
+                    self.peer.handle_client_data(now, client, &data);
+                }
+            }
+            Input::ClientEof(client) => {
+                if self.clients.contains_key(&client) {
+                    self.peer.handle_client_eof(now, client);
+                }
+            }
+            Input::ClientGone(client) => {
+                if self.clients.remove(&client).is_some() {
+                    self.peer.handle_client_gone(now, client);
+                }
+            }
+            Input::Connected(conn, stream) => self.connected(now, conn, stream),
+            Input::ConnectFailed(conn, why) => {
+                if self.conns.remove(&conn).is_some() {
+                    self.peer.handle_connect_failed(now, conn, &why);
+                }
+            }
+            Input::ConnData(conn, data) => self.peer.handle_conn_data(now, conn, &data),
+            Input::ConnClosed(conn) => {
+                if let Some(Some(io)) = self.conns.remove(&conn) {
+                    io.stream.get_ref().shutdown_both();
+                    self.peer.handle_conn_closed(now, conn);
+                }
+            }
+            Input::Revive => self.peer.revive(now),
+            Input::Shutdown(grace) => self.peer.shutdown(now, grace),
+        }
+    }
+
+    fn connected(&mut self, now: Instant, conn: ConnId, stream: TcpStream) {
+        // Abandoned attempts (the core timed them out) are simply dropped.
+        if !matches!(self.conns.get(&conn), Some(None)) {
+            return;
+        }
+        let stream = match Async::new(stream) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                self.conns.remove(&conn);
+                self.peer.handle_connect_failed(now, conn, &e.to_string());
+                return;
+            }
+        };
+        let tx = self.self_tx.clone();
+        let writer = spawn_writer(&self.executor, stream.clone(), move || {
+            let _ = tx.try_send(Input::ConnClosed(conn));
+        });
+        let tx = self.self_tx.clone();
+        let reader = stream.clone();
+        self.executor
+            .spawn(async move {
+                let end = read_loop(&reader, |data| {
+                    let tx = tx.clone();
+                    async move { tx.send(Input::ConnData(conn, data)).await.is_ok() }
+                })
+                .await;
+                if !matches!(end, ReadEnd::Dropped) {
+                    let _ = tx.send(Input::ConnClosed(conn)).await;
+                }
+            })
+            .detach();
+        self.conns.insert(conn, Some(ConnIo { writer, stream }));
+        self.peer.handle_connected(now, conn);
+    }
+
+    /// Drains the peer's outputs and carries them out, feeding back what answers at once
+    /// (spool listings and reads).
+    async fn carry_out(&mut self, local: &mut Vec<Input>) {
+        while let Some(out) = self.peer.poll_output() {
+            match out {
+                Output::Connect { conn, host, port } => self.connect(conn, host, port),
+                Output::Transmit { conn, data } => {
+                    if let Some(Some(io)) = self.conns.get(&conn)
+                        && io.writer.try_send(data).is_err()
+                    {
+                        local.push(Input::ConnClosed(conn));
+                    }
+                }
+                Output::CloseConn { conn } => {
+                    // Dropping the writer flushes what was queued and shuts the socket.
+                    if let Some(Some(io)) = self.conns.remove(&conn) {
+                        drop(io.writer);
+                    }
+                }
+                Output::Reply { client, data } => {
+                    if let Some(w) = self.clients.get(&client)
+                        && w.try_send(data).is_err()
+                    {
+                        self.clients.remove(&client);
+                        self.peer.handle_client_gone(Instant::now(), client);
+                    }
+                }
+                Output::CloseClient { client } => {
+                    self.clients.remove(&client);
+                }
+                Output::ListDelayed => {
+                    let (spool, logs, id) =
+                        (self.ctx.spool.clone(), self.logs.clone(), self.id.clone());
+                    let names = smol::unblock(move || spool_list(&spool, &logs, &id)).await;
+                    self.peer.handle_delayed_list(Instant::now(), &names);
+                }
+                Output::ReadDelayed { name } => {
+                    let max = self.peer.settings().max_request;
+                    let (spool, n) = (self.ctx.spool.clone(), name.clone());
+                    let content = smol::unblock(move || spool_read(&spool, &n, max)).await;
+                    let content = content.as_deref().map_err(String::as_str);
+                    self.peer
+                        .handle_delayed_read(Instant::now(), &name, content);
+                }
+                Output::DeleteDelayed { name } => {
+                    let (spool, logs, id) =
+                        (self.ctx.spool.clone(), self.logs.clone(), self.id.clone());
+                    smol::unblock(move || spool_delete(&spool, &logs, &id, &name)).await;
+                }
+                Output::PermLog(entry) => {
+                    let logs = self.logs.clone();
+                    smol::unblock(move || logs.perm_log(&entry)).await;
+                }
+                Output::Log(event) => {
+                    let (logs, id) = (self.logs.clone(), self.id.clone());
+                    smol::unblock(move || logs.log(&id, event.severity, &event.message)).await;
+                }
+            }
+        }
+        self.publish();
+    }
+
+    fn connect(&mut self, conn: ConnId, host: String, port: u16) {
+        self.conns.insert(conn, None);
+        let tx = self.self_tx.clone();
+        let timeout = self.peer.settings().connect_timeout;
+        self.executor
+            .spawn(async move {
+                let input = match smol::unblock(move || open_tcp(&host, port, timeout)).await {
+                    Ok(stream) => Input::Connected(conn, stream),
+                    Err(e) => Input::ConnectFailed(conn, e.to_string()),
+                };
+                let _ = tx.send(input).await;
+            })
+            .detach();
+    }
+
+    fn publish(&self) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            s.state = self.peer.state();
+            s.connections = self.peer.connection_count();
+        }
+    }
+}

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lonc_core::io::{ClientId, ConnId, Output};
+use lonc_core::io::{ClientId, ConnId};
 use lonc_core::peer::{Peer, PeerState};
 use lonc_core::roster::PeerSpec;
-use lonc_std::driver::{PeerSnapshot, open_tcp, spool_delete, spool_list, spool_read};
-use lonc_std::logfile::LogFiles;
+use lonc_std::driver::{open_tcp, spool_delete, spool_list, spool_read};
+use lonc_std::peer_io::{self, Action, CLOSE_FLUSH, Closer, Outbox, PeerIo, PeerSnapshot};
 use lonc_std::supervisor::{PeerContext, PeerSet};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -28,19 +28,39 @@ const INPUT_QUEUE: usize = 1024;
 /// How much one read takes from a socket.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// What reaches a peer task.
-enum Input {
-    ClientAccepted(ClientId, Sender<Bytes>),
-    ClientData(ClientId, Vec<u8>),
-    ClientEof(ClientId),
-    ClientGone(ClientId),
-    Connected(ConnId, TcpStream),
-    ConnectFailed(ConnId, String),
-    ConnData(ConnId, Vec<u8>),
-    ConnClosed(ConnId),
-    Revive,
-    Shutdown(Duration),
+/// A client's or connection's write queue, drained by a writer task.
+#[derive(Clone)]
+pub struct SmolOutbox(Sender<Bytes>);
+
+impl Outbox for SmolOutbox {
+    fn push(&self, data: Bytes) -> bool {
+        self.0.try_send(data).is_ok()
+    }
 }
+
+/// A TCP connection's socket, closable from the peer task.
+pub struct SmolConn {
+    stream: Arc<Async<TcpStream>>,
+    executor: Arc<Executor<'static>>,
+}
+
+impl Closer for SmolConn {
+    fn close_now(&self) {
+        self.stream.get_ref().shutdown_both();
+    }
+
+    fn close_soon(&self) {
+        let stream = self.stream.clone();
+        self.executor
+            .spawn(async move {
+                Timer::after(CLOSE_FLUSH).await;
+                stream.get_ref().shutdown_both();
+            })
+            .detach();
+    }
+}
+
+type Input = peer_io::Input<SmolOutbox, TcpStream>;
 
 /// The smol peers of a daemon: tasks on one multi-threaded executor.
 pub struct SmolPeers {
@@ -85,20 +105,13 @@ impl PeerSet for SmolPeers {
             lonc_std::daemon::seed(),
             Instant::now(),
         );
-        let snapshot = Arc::new(Mutex::new(PeerSnapshot {
-            state: peer.state(),
-            connections: 0,
-        }));
+        let (io, snapshot) = PeerIo::new(peer);
         let runner = PeerTask {
-            peer,
+            io,
             id: spec.id.clone(),
             inputs: rx,
             self_tx: tx.clone(),
-            logs: ctx.logs.clone(),
             ctx: ctx.clone(),
-            clients: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            snapshot: snapshot.clone(),
             executor: self.executor.clone(),
         };
         let task = self.executor.spawn(runner.run());
@@ -270,7 +283,7 @@ fn spawn_writer<T>(
     executor: &Executor<'static>,
     stream: Arc<Async<T>>,
     failed: impl FnOnce() + Send + 'static,
-) -> Sender<Bytes>
+) -> SmolOutbox
 where
     T: ShutdownBoth + Send + Sync + 'static,
     for<'a> &'a T: io::Write,
@@ -290,43 +303,28 @@ where
             stream.get_ref().shutdown_both();
         })
         .detach();
-    tx
-}
-
-/// One open TCP connection, seen from the peer task.
-struct ConnIo {
-    writer: Sender<Bytes>,
-    stream: Arc<Async<TcpStream>>,
+    SmolOutbox(tx)
 }
 
 /// The state of one peer task.
 struct PeerTask {
-    peer: Peer,
+    io: PeerIo<SmolOutbox, SmolConn>,
     id: String,
     inputs: Receiver<Input>,
     self_tx: Sender<Input>,
-    logs: LogFiles,
     ctx: PeerContext,
-    clients: BTreeMap<ClientId, Sender<Bytes>>,
-    conns: BTreeMap<ConnId, Option<ConnIo>>,
-    snapshot: Arc<Mutex<PeerSnapshot>>,
     executor: Arc<Executor<'static>>,
 }
 
 impl PeerTask {
     async fn run(mut self) {
         let mut timer = Timer::never();
-        let mut local: Vec<Input> = Vec::new();
         loop {
-            self.carry_out(&mut local).await;
-            if self.peer.is_stopped() {
+            self.carry_out().await;
+            if self.io.peer.is_stopped() {
                 break;
             }
-            if let Some(input) = local.pop() {
-                self.handle(Instant::now(), input);
-                continue;
-            }
-            match self.peer.poll_timeout() {
+            match self.io.peer.poll_timeout() {
                 Some(at) => timer.set_at(at),
                 None => timer = Timer::never(),
             }
@@ -339,71 +337,22 @@ impl PeerTask {
             let now = Instant::now();
             match next {
                 None => break,
-                Some(None) => self.peer.handle_timeout(now),
-                Some(Some(input)) => self.handle(now, input),
+                Some(None) => self.io.peer.handle_timeout(now),
+                Some(Some(input)) => {
+                    if let Some((conn, stream)) = self.io.handle(now, input) {
+                        self.connected(now, conn, stream);
+                    }
+                }
             }
         }
-        for (_, io) in std::mem::take(&mut self.conns) {
-            if let Some(io) = io {
-                io.stream.get_ref().shutdown_both();
-            }
-        }
-        self.clients.clear();
-        self.publish();
+        self.io.close_all();
     }
 
-    fn handle(&mut self, now: Instant, input: Input) {
-        match input {
-            Input::ClientAccepted(client, writer) => {
-                self.clients.insert(client, writer);
-            }
-            // Bytes from a client the core already closed are dropped: the core would take
-            // them for a new client.
-            Input::ClientData(client, data) => {
-                if self.clients.contains_key(&client) {
-                    self.peer.handle_client_data(now, client, &data);
-                }
-            }
-            Input::ClientEof(client) => {
-                if self.clients.contains_key(&client) {
-                    self.peer.handle_client_eof(now, client);
-                }
-            }
-            Input::ClientGone(client) => {
-                if self.clients.remove(&client).is_some() {
-                    self.peer.handle_client_gone(now, client);
-                }
-            }
-            Input::Connected(conn, stream) => self.connected(now, conn, stream),
-            Input::ConnectFailed(conn, why) => {
-                if self.conns.remove(&conn).is_some() {
-                    self.peer.handle_connect_failed(now, conn, &why);
-                }
-            }
-            Input::ConnData(conn, data) => self.peer.handle_conn_data(now, conn, &data),
-            Input::ConnClosed(conn) => {
-                if let Some(Some(io)) = self.conns.remove(&conn) {
-                    io.stream.get_ref().shutdown_both();
-                    self.peer.handle_conn_closed(now, conn);
-                }
-            }
-            Input::Revive => self.peer.revive(now),
-            Input::Shutdown(grace) => self.peer.shutdown(now, grace),
-        }
-    }
-
+    /// Starts the reader and writer tasks of a new connection.
     fn connected(&mut self, now: Instant, conn: ConnId, stream: TcpStream) {
-        // Abandoned attempts (the core timed them out) are simply dropped.
-        if !matches!(self.conns.get(&conn), Some(None)) {
-            return;
-        }
         let stream = match Async::new(stream) {
             Ok(s) => Arc::new(s),
-            Err(e) => {
-                self.conns.remove(&conn);
-                self.peer.handle_connect_failed(now, conn, &e.to_string());
-                return;
-            }
+            Err(e) => return self.io.attach_failed(now, conn, &e.to_string()),
         };
         let tx = self.self_tx.clone();
         let writer = spawn_writer(&self.executor, stream.clone(), move || {
@@ -423,76 +372,50 @@ impl PeerTask {
                 }
             })
             .detach();
-        self.conns.insert(conn, Some(ConnIo { writer, stream }));
-        self.peer.handle_connected(now, conn);
+        let closer = SmolConn {
+            stream,
+            executor: self.executor.clone(),
+        };
+        self.io.attach(now, conn, writer, closer);
     }
 
-    /// Drains the peer's outputs and carries them out, feeding back what answers at once
-    /// (spool listings and reads).
-    async fn carry_out(&mut self, local: &mut Vec<Input>) {
-        while let Some(out) = self.peer.poll_output() {
-            match out {
-                Output::Connect { conn, host, port } => self.connect(conn, host, port),
-                Output::Transmit { conn, data } => {
-                    if let Some(Some(io)) = self.conns.get(&conn)
-                        && io.writer.try_send(data).is_err()
-                    {
-                        local.push(Input::ConnClosed(conn));
-                    }
-                }
-                Output::CloseConn { conn } => {
-                    // Dropping the writer flushes what was queued and shuts the socket.
-                    if let Some(Some(io)) = self.conns.remove(&conn) {
-                        drop(io.writer);
-                    }
-                }
-                Output::Reply { client, data } => {
-                    if let Some(w) = self.clients.get(&client)
-                        && w.try_send(data).is_err()
-                    {
-                        self.clients.remove(&client);
-                        self.peer.handle_client_gone(Instant::now(), client);
-                    }
-                }
-                Output::CloseClient { client } => {
-                    self.clients.remove(&client);
-                }
-                Output::ListDelayed => {
-                    let (spool, logs, id) =
-                        (self.ctx.spool.clone(), self.logs.clone(), self.id.clone());
+    /// Carries out the peer's outputs; spool and log work runs through `smol::unblock`.
+    async fn carry_out(&mut self) {
+        while let Some(action) = self.io.next_action() {
+            let (spool, logs, id) = (
+                self.ctx.spool.clone(),
+                self.ctx.logs.clone(),
+                self.id.clone(),
+            );
+            match action {
+                Action::Connect { conn, host, port } => self.connect(conn, host, port),
+                Action::ListDelayed => {
                     let names = smol::unblock(move || spool_list(&spool, &logs, &id)).await;
-                    self.peer.handle_delayed_list(Instant::now(), &names);
+                    self.io.peer.handle_delayed_list(Instant::now(), &names);
                 }
-                Output::ReadDelayed { name } => {
-                    let max = self.peer.settings().max_request;
-                    let (spool, n) = (self.ctx.spool.clone(), name.clone());
+                Action::ReadDelayed(name) => {
+                    let max = self.io.peer.settings().max_request;
+                    let n = name.clone();
                     let content = smol::unblock(move || spool_read(&spool, &n, max)).await;
                     let content = content.as_deref().map_err(String::as_str);
-                    self.peer
+                    self.io
+                        .peer
                         .handle_delayed_read(Instant::now(), &name, content);
                 }
-                Output::DeleteDelayed { name } => {
-                    let (spool, logs, id) =
-                        (self.ctx.spool.clone(), self.logs.clone(), self.id.clone());
+                Action::DeleteDelayed(name) => {
                     smol::unblock(move || spool_delete(&spool, &logs, &id, &name)).await;
                 }
-                Output::PermLog(entry) => {
-                    let logs = self.logs.clone();
-                    smol::unblock(move || logs.perm_log(&entry)).await;
-                }
-                Output::Log(event) => {
-                    let (logs, id) = (self.logs.clone(), self.id.clone());
+                Action::PermLog(entry) => smol::unblock(move || logs.perm_log(&entry)).await,
+                Action::Log(event) => {
                     smol::unblock(move || logs.log(&id, event.severity, &event.message)).await;
                 }
             }
         }
-        self.publish();
     }
 
     fn connect(&mut self, conn: ConnId, host: String, port: u16) {
-        self.conns.insert(conn, None);
         let tx = self.self_tx.clone();
-        let timeout = self.peer.settings().connect_timeout;
+        let timeout = self.io.peer.settings().connect_timeout;
         self.executor
             .spawn(async move {
                 let input = match smol::unblock(move || open_tcp(&host, port, timeout)).await {
@@ -502,12 +425,5 @@ impl PeerTask {
                 let _ = tx.send(input).await;
             })
             .detach();
-    }
-
-    fn publish(&self) {
-        if let Ok(mut s) = self.snapshot.lock() {
-            s.state = self.peer.state();
-            s.connections = self.peer.connection_count();
-        }
     }
 }

@@ -3,7 +3,6 @@
 //! reader and a writer per client and per TCP connection, a thread per connect attempt).
 //! Every decision is the core's: this file only moves bytes, files and timers.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -15,11 +14,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lonc_core::io::{ClientId, ConnId, Output, Severity};
+use lonc_core::io::{ClientId, ConnId, Severity};
 use lonc_core::peer::{Peer, PeerState};
 use lonc_core::roster::PeerSpec;
 
 use crate::logfile::LogFiles;
+use crate::peer_io::{self, Action, Closer, PeerIo, PeerSnapshot};
 use crate::spool::Spool;
 use crate::supervisor::PeerContext;
 
@@ -28,28 +28,7 @@ const INPUT_QUEUE: usize = 1024;
 /// How much one read takes from a socket.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// What reaches a peer thread.
-enum Input {
-    ClientAccepted(ClientId, Sender<Bytes>),
-    ClientData(ClientId, Vec<u8>),
-    ClientEof(ClientId),
-    ClientGone(ClientId),
-    Connected(ConnId, TcpStream),
-    ConnectFailed(ConnId, String),
-    ConnData(ConnId, Vec<u8>),
-    ConnClosed(ConnId),
-    Revive,
-    Shutdown(Duration),
-}
-
-/// What the peer thread shows the rest of the daemon (for the status file).
-#[derive(Debug, Clone)]
-pub struct PeerSnapshot {
-    /// The peer's state word.
-    pub state: PeerState,
-    /// Open TCP connections.
-    pub connections: usize,
-}
+type Input = peer_io::Input<Sender<Bytes>, TcpStream>;
 
 /// A running peer: its thread, its socket's acceptor, and the way to talk to it.
 pub struct PeerHandle {
@@ -83,22 +62,13 @@ impl PeerHandle {
             seed,
             Instant::now(),
         );
-        let snapshot = Arc::new(Mutex::new(PeerSnapshot {
-            state: peer.state(),
-            connections: 0,
-        }));
+        let (io, snapshot) = PeerIo::new(peer);
         let runner = PeerThread {
-            peer,
+            io,
             id: spec.id.clone(),
             inputs: rx,
             self_tx: tx.clone(),
-            logs: ctx.logs.clone(),
-            spool: ctx.spool.clone(),
-            clients: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            snapshot: snapshot.clone(),
-            connect_timeout: spec.link.connect_timeout,
-            local: VecDeque::new(),
+            ctx: ctx.clone(),
         };
         let thread = thread::Builder::new()
             .name(format!("peer {}", spec.id))
@@ -279,41 +249,23 @@ impl ShutdownStream for TcpStream {
     }
 }
 
-/// One open TCP connection, seen from the peer thread.
-struct ConnIo {
-    writer: Sender<Bytes>,
-    /// To shut the socket down at once (the writer may be blocked).
-    stream: TcpStream,
-}
-
 /// The state of one peer thread.
 struct PeerThread {
-    peer: Peer,
+    io: PeerIo<Sender<Bytes>, TcpStream>,
     id: String,
     inputs: Receiver<Input>,
     self_tx: SyncSender<Input>,
-    logs: LogFiles,
-    spool: Spool,
-    clients: BTreeMap<ClientId, Sender<Bytes>>,
-    conns: BTreeMap<ConnId, Option<ConnIo>>,
-    snapshot: Arc<Mutex<PeerSnapshot>>,
-    connect_timeout: Duration,
-    /// Inputs the peer thread makes for itself (it must never block on its own channel).
-    local: VecDeque<Input>,
+    ctx: PeerContext,
 }
 
 impl PeerThread {
     fn run(mut self) {
         loop {
             self.carry_out();
-            if self.peer.is_stopped() {
+            if self.io.peer.is_stopped() {
                 break;
             }
-            if let Some(input) = self.local.pop_front() {
-                self.handle(Instant::now(), input);
-                continue;
-            }
-            let input = match self.peer.poll_timeout() {
+            let input = match self.io.peer.poll_timeout() {
                 Some(at) => {
                     let wait = at.saturating_duration_since(Instant::now());
                     match self.inputs.recv_timeout(wait) {
@@ -329,169 +281,77 @@ impl PeerThread {
             };
             let now = Instant::now();
             match input {
-                None => self.peer.handle_timeout(now),
-                Some(input) => self.handle(now, input),
+                None => self.io.peer.handle_timeout(now),
+                Some(input) => {
+                    if let Some((conn, stream)) = self.io.handle(now, input) {
+                        self.connected(now, conn, stream);
+                    }
+                }
             }
         }
-        // Whatever is left: close it.
-        for (_, io) in std::mem::take(&mut self.conns) {
-            if let Some(io) = io {
-                io.stream.shutdown_both();
-            }
-        }
-        self.clients.clear();
-        self.publish();
+        self.io.close_all();
     }
 
-    fn handle(&mut self, now: Instant, input: Input) {
-        match input {
-            Input::ClientAccepted(client, writer) => {
-                self.clients.insert(client, writer);
-            }
-            // Bytes from a client the core already closed are dropped: the core would take
-            // them for a new client.
-            Input::ClientData(client, data) => {
-                if self.clients.contains_key(&client) {
-                    self.peer.handle_client_data(now, client, &data);
-                }
-            }
-            Input::ClientEof(client) => {
-                if self.clients.contains_key(&client) {
-                    self.peer.handle_client_eof(now, client);
-                }
-            }
-            Input::ClientGone(client) => {
-                if self.clients.remove(&client).is_some() {
-                    self.peer.handle_client_gone(now, client);
-                }
-            }
-            Input::Connected(conn, stream) => self.connected(now, conn, stream),
-            Input::ConnectFailed(conn, why) => {
-                if self.conns.remove(&conn).is_some() {
-                    self.peer.handle_connect_failed(now, conn, &why);
-                }
-            }
-            Input::ConnData(conn, data) => self.peer.handle_conn_data(now, conn, &data),
-            Input::ConnClosed(conn) => {
-                if let Some(Some(io)) = self.conns.remove(&conn) {
-                    io.stream.shutdown_both();
-                    self.peer.handle_conn_closed(now, conn);
-                }
-            }
-            Input::Revive => self.peer.revive(now),
-            Input::Shutdown(grace) => self.peer.shutdown(now, grace),
-        }
-    }
-
+    /// Starts the reader and writer of a new connection.
     fn connected(&mut self, now: Instant, conn: ConnId, stream: TcpStream) {
-        // Abandoned attempts (the core timed them out) are simply dropped.
-        if !matches!(self.conns.get(&conn), Some(None)) {
-            return;
-        }
-        let reader = stream.try_clone();
-        let shutdown = stream.try_clone();
+        let (reader, closer) = match (stream.try_clone(), stream.try_clone()) {
+            (Ok(r), Ok(c)) => (r, c),
+            _ => return self.io.attach_failed(now, conn, "cannot clone the socket"),
+        };
         let tx = self.self_tx.clone();
-        let writer = spawn_writer(stream, move || {
+        let writer = match spawn_writer(stream, move || {
             let _ = tx.send(Input::ConnClosed(conn));
-        });
-        let (Ok(reader), Ok(shutdown), Ok(writer)) = (reader, shutdown, writer) else {
-            self.conns.remove(&conn);
-            self.peer
-                .handle_connect_failed(now, conn, "could not set up the connection");
-            return;
+        }) {
+            Ok(w) => w,
+            Err(e) => return self.io.attach_failed(now, conn, &e.to_string()),
         };
         let tx = self.self_tx.clone();
         let spawned = thread::Builder::new()
             .name(format!("lond reader {}", self.id))
             .spawn(move || {
-                let tx2 = tx.clone();
-                let tx3 = tx.clone();
-                read_loop(
-                    reader,
-                    |data| tx.send(Input::ConnData(conn, data)).is_ok(),
-                    move || {
-                        let _ = tx2.send(Input::ConnClosed(conn));
-                    },
-                    move || {
-                        let _ = tx3.send(Input::ConnClosed(conn));
-                    },
-                )
+                let closed = tx.clone();
+                let data = |data| tx.send(Input::ConnData(conn, data)).is_ok();
+                let end = move || {
+                    let _ = closed.send(Input::ConnClosed(conn));
+                };
+                read_loop(reader, data, end.clone(), end)
             });
-        if spawned.is_err() {
-            shutdown.shutdown_both();
-            self.conns.remove(&conn);
-            self.peer
-                .handle_connect_failed(now, conn, "could not start a reader thread");
-            return;
-        }
-        self.conns.insert(
-            conn,
-            Some(ConnIo {
-                writer,
-                stream: shutdown,
-            }),
-        );
-        self.peer.handle_connected(now, conn);
-    }
-
-    /// Drains the peer's outputs and carries them out, feeding back what answers at once
-    /// (spool listings and reads).
-    fn carry_out(&mut self) {
-        while let Some(out) = self.peer.poll_output() {
-            match out {
-                Output::Connect { conn, host, port } => self.connect(conn, host, port),
-                Output::Transmit { conn, data } => {
-                    if let Some(Some(io)) = self.conns.get(&conn)
-                        && io.writer.send(data).is_err()
-                    {
-                        self.local.push_back(Input::ConnClosed(conn));
-                    }
-                }
-                Output::CloseConn { conn } => {
-                    // Dropping the writer flushes what was queued and shuts the socket.
-                    if let Some(Some(io)) = self.conns.remove(&conn) {
-                        drop(io.writer);
-                        let stream = io.stream;
-                        // Do not let a lond that never reads hold the socket open.
-                        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-                    }
-                }
-                Output::Reply { client, data } => {
-                    if let Some(w) = self.clients.get(&client)
-                        && w.send(data).is_err()
-                    {
-                        self.clients.remove(&client);
-                        self.peer.handle_client_gone(Instant::now(), client);
-                    }
-                }
-                Output::CloseClient { client } => {
-                    self.clients.remove(&client);
-                }
-                Output::ListDelayed => {
-                    let names = spool_list(&self.spool, &self.logs, &self.id);
-                    self.peer.handle_delayed_list(Instant::now(), &names);
-                }
-                Output::ReadDelayed { name } => {
-                    let max = self.peer.settings().max_request;
-                    let content = spool_read(&self.spool, &name, max);
-                    let content = content.as_deref().map_err(String::as_str);
-                    self.peer
-                        .handle_delayed_read(Instant::now(), &name, content);
-                }
-                Output::DeleteDelayed { name } => {
-                    spool_delete(&self.spool, &self.logs, &self.id, &name);
-                }
-                Output::PermLog(entry) => self.logs.perm_log(&entry),
-                Output::Log(event) => self.logs.log(&self.id, event.severity, &event.message),
+        match spawned {
+            Ok(_) => self.io.attach(now, conn, writer, closer),
+            Err(e) => {
+                closer.close_now();
+                self.io.attach_failed(now, conn, &e.to_string());
             }
         }
-        self.publish();
+    }
+
+    /// Carries out the peer's outputs; spool answers go straight back to the peer.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.io.next_action() {
+            let now = Instant::now();
+            let (spool, logs, id) = (&self.ctx.spool, &self.ctx.logs, self.id.as_str());
+            match action {
+                Action::Connect { conn, host, port } => self.connect(conn, host, port),
+                Action::ListDelayed => {
+                    let names = spool_list(spool, logs, id);
+                    self.io.peer.handle_delayed_list(now, &names);
+                }
+                Action::ReadDelayed(name) => {
+                    let max = self.io.peer.settings().max_request;
+                    let content = spool_read(spool, &name, max);
+                    let content = content.as_deref().map_err(String::as_str);
+                    self.io.peer.handle_delayed_read(now, &name, content);
+                }
+                Action::DeleteDelayed(name) => spool_delete(spool, logs, id, &name),
+                Action::PermLog(entry) => logs.perm_log(&entry),
+                Action::Log(event) => logs.log(id, event.severity, &event.message),
+            }
+        }
     }
 
     fn connect(&mut self, conn: ConnId, host: String, port: u16) {
-        self.conns.insert(conn, None);
         let tx = self.self_tx.clone();
-        let timeout = self.connect_timeout;
+        let timeout = self.io.peer.settings().connect_timeout;
         let spawned = thread::Builder::new()
             .name(format!("connect {}", self.id))
             .spawn(move || {
@@ -502,15 +362,8 @@ impl PeerThread {
                 let _ = tx.send(input);
             });
         if let Err(e) = spawned {
-            self.local
-                .push_back(Input::ConnectFailed(conn, e.to_string()));
-        }
-    }
-
-    fn publish(&self) {
-        if let Ok(mut s) = self.snapshot.lock() {
-            s.state = self.peer.state();
-            s.connections = self.peer.connection_count();
+            let input = Input::ConnectFailed(conn, e.to_string());
+            let _ = self.io.handle::<TcpStream>(Instant::now(), input);
         }
     }
 }
@@ -536,7 +389,7 @@ pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStrea
     Err(last)
 }
 
-/// The delayed spool's file names for [`Output::ListDelayed`]; an unreadable spool is
+/// The delayed spool's file names for `ListDelayed`; an unreadable spool is
 /// logged and taken as empty.
 pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<String> {
     spool.list().unwrap_or_else(|e| {
@@ -546,13 +399,13 @@ pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<String> {
     })
 }
 
-/// A delayed file's start for [`Output::ReadDelayed`] (at most `max + 1` bytes), or why
+/// A delayed file's start for `ReadDelayed` (at most `max + 1` bytes), or why
 /// it cannot be read.
 pub fn spool_read(spool: &Spool, name: &str, max: usize) -> Result<Vec<u8>, String> {
     spool.read_request(name, max).map_err(|e| e.to_string())
 }
 
-/// Deletes a delivered delayed file ([`Output::DeleteDelayed`]), logging a failure.
+/// Deletes a delivered delayed file (`DeleteDelayed`), logging a failure.
 pub fn spool_delete(spool: &Spool, logs: &LogFiles, peer: &str, name: &str) {
     if let Err(e) = spool.delete(name) {
         let message = format!("cannot delete delayed message {name}: {e}");

@@ -10,6 +10,7 @@ pub mod load;
 pub mod logfile;
 pub mod lond_sim;
 pub mod paths;
+pub mod peer_io;
 pub mod pidfile;
 pub mod process;
 pub mod sendcmd;

@@ -1,0 +1,261 @@
+//! The part of a peer's driver both runtimes share: the inputs a peer's thread or task
+//! receives, the table of its clients' and connections' write queues, and the carrying out
+//! of every core output that is only a write, a close or a bookkeeping step. What is left
+//! for a runtime ([`Action`]: connect, spool files, log lines) depends on how it waits.
+
+use std::collections::BTreeMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lonc_core::delayed::PermLogEntry;
+use lonc_core::io::{ClientId, ConnId, LogEvent, Output};
+use lonc_core::peer::{Peer, PeerState};
+
+/// What reaches a peer's thread or task. `W` is a write queue ([`Outbox`]), `S` a freshly
+/// connected TCP stream.
+pub enum Input<W, S> {
+    /// A client connected to the peer's socket; its replies go to this queue.
+    ClientAccepted(ClientId, W),
+    /// Bytes from a client.
+    ClientData(ClientId, Vec<u8>),
+    /// A client closed its writing side.
+    ClientEof(ClientId),
+    /// A client's socket failed.
+    ClientGone(ClientId),
+    /// A connect attempt succeeded.
+    Connected(ConnId, S),
+    /// A connect attempt failed.
+    ConnectFailed(ConnId, String),
+    /// Bytes from lond.
+    ConnData(ConnId, Vec<u8>),
+    /// lond closed, or the connection failed.
+    ConnClosed(ConnId),
+    /// USR1.
+    Revive,
+    /// TERM/INT or removal: stop with this grace period.
+    Shutdown(Duration),
+}
+
+/// A socket's write queue, drained in order by a writer thread or task that shuts the
+/// socket down once the queue is dropped.
+pub trait Outbox {
+    /// Queues bytes; false if the writer is gone.
+    fn push(&self, data: Bytes) -> bool;
+}
+
+impl Outbox for std::sync::mpsc::Sender<Bytes> {
+    fn push(&self, data: Bytes) -> bool {
+        self.send(data).is_ok()
+    }
+}
+
+/// How long a closed connection's writer may still take to flush (`exit`, say) to a lond
+/// that does not read.
+pub const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+
+/// Closes a TCP connection's socket, whatever its writer is doing.
+pub trait Closer {
+    /// Shuts both directions down at once.
+    fn close_now(&self);
+    /// Lets the writer flush what is queued, but makes sure the socket is closed within
+    /// [`CLOSE_FLUSH`] even if lond never reads.
+    fn close_soon(&self);
+}
+
+impl Closer for TcpStream {
+    fn close_now(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+
+    fn close_soon(&self) {
+        // A write blocked longer than this fails, and the writer then shuts the socket.
+        let _ = self.set_write_timeout(Some(CLOSE_FLUSH));
+    }
+}
+
+/// What the peer thread shows the rest of the daemon (for the status file).
+#[derive(Debug, Clone)]
+pub struct PeerSnapshot {
+    /// The peer's state word.
+    pub state: PeerState,
+    /// Open TCP connections.
+    pub connections: usize,
+}
+
+/// An output the runtime carries out itself.
+#[derive(Debug)]
+pub enum Action {
+    /// Open a TCP connection (then send [`Input::Connected`] or [`Input::ConnectFailed`]).
+    Connect {
+        /// Its id.
+        conn: ConnId,
+        /// hosts.tab's ip field.
+        host: String,
+        /// londPort.
+        port: u16,
+    },
+    /// List the delayed spool, answer with `peer.handle_delayed_list`.
+    ListDelayed,
+    /// Read a delayed file, answer with `peer.handle_delayed_read`.
+    ReadDelayed(String),
+    /// Delete a delayed file.
+    DeleteDelayed(String),
+    /// Append to lonnet.perm.log.
+    PermLog(PermLogEntry),
+    /// Write to lonc.log.
+    Log(LogEvent),
+}
+
+/// A peer's state machine with the write queues of its clients and connections.
+pub struct PeerIo<W, C> {
+    /// The core state machine.
+    pub peer: Peer,
+    clients: BTreeMap<ClientId, W>,
+    /// `None` while connecting.
+    conns: BTreeMap<ConnId, Option<(W, C)>>,
+    snapshot: Arc<Mutex<PeerSnapshot>>,
+}
+
+impl<W: Outbox, C: Closer> PeerIo<W, C> {
+    /// Wraps a peer; its state is published to the returned snapshot.
+    pub fn new(peer: Peer) -> (Self, Arc<Mutex<PeerSnapshot>>) {
+        let snapshot = Arc::new(Mutex::new(PeerSnapshot {
+            state: peer.state(),
+            connections: 0,
+        }));
+        let io = PeerIo {
+            peer,
+            clients: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            snapshot: snapshot.clone(),
+        };
+        (io, snapshot)
+    }
+
+    /// Feeds an input to the peer. For `Connected` of an attempt the core still waits for,
+    /// the stream comes back: set up its reader and writer and call [`PeerIo::attach`]
+    /// (or [`PeerIo::attach_failed`]); for an abandoned attempt it is dropped.
+    pub fn handle<S>(&mut self, now: Instant, input: Input<W, S>) -> Option<(ConnId, S)> {
+        match input {
+            Input::ClientAccepted(client, writer) => {
+                self.clients.insert(client, writer);
+            }
+            // Bytes from a client the core already closed are dropped: the core would take
+            // them for a new client.
+            Input::ClientData(client, data) => {
+                if self.clients.contains_key(&client) {
+                    self.peer.handle_client_data(now, client, &data);
+                }
+            }
+            Input::ClientEof(client) => {
+                if self.clients.contains_key(&client) {
+                    self.peer.handle_client_eof(now, client);
+                }
+            }
+            Input::ClientGone(client) => {
+                if self.clients.remove(&client).is_some() {
+                    self.peer.handle_client_gone(now, client);
+                }
+            }
+            Input::Connected(conn, stream) => {
+                if matches!(self.conns.get(&conn), Some(None)) {
+                    return Some((conn, stream));
+                }
+            }
+            Input::ConnectFailed(conn, why) => {
+                if self.conns.remove(&conn).is_some() {
+                    self.peer.handle_connect_failed(now, conn, &why);
+                }
+            }
+            Input::ConnData(conn, data) => self.peer.handle_conn_data(now, conn, &data),
+            Input::ConnClosed(conn) => self.conn_closed(now, conn),
+            Input::Revive => self.peer.revive(now),
+            Input::Shutdown(grace) => self.peer.shutdown(now, grace),
+        }
+        None
+    }
+
+    /// The connection's reader and writer run: the handshake starts.
+    pub fn attach(&mut self, now: Instant, conn: ConnId, writer: W, closer: C) {
+        self.conns.insert(conn, Some((writer, closer)));
+        self.peer.handle_connected(now, conn);
+    }
+
+    /// The connection could not be set up after all.
+    pub fn attach_failed(&mut self, now: Instant, conn: ConnId, why: &str) {
+        self.conns.remove(&conn);
+        self.peer.handle_connect_failed(now, conn, why);
+    }
+
+    fn conn_closed(&mut self, now: Instant, conn: ConnId) {
+        if let Some(Some((_, closer))) = self.conns.remove(&conn) {
+            closer.close_now();
+            self.peer.handle_conn_closed(now, conn);
+        }
+    }
+
+    /// The next output the runtime must carry out itself; writes, closes and client
+    /// bookkeeping are done here on the way. `None`: nothing more for now (the peer's
+    /// state is then published).
+    pub fn next_action(&mut self) -> Option<Action> {
+        while let Some(out) = self.peer.poll_output() {
+            match out {
+                Output::Connect { conn, host, port } => {
+                    self.conns.insert(conn, None);
+                    return Some(Action::Connect { conn, host, port });
+                }
+                Output::Transmit { conn, data } => {
+                    if let Some(Some((writer, _))) = self.conns.get(&conn)
+                        && !writer.push(data)
+                    {
+                        self.conn_closed(Instant::now(), conn);
+                    }
+                }
+                // Dropping the writer flushes what was queued, then shuts the socket.
+                Output::CloseConn { conn } => {
+                    if let Some(Some((_, closer))) = self.conns.remove(&conn) {
+                        closer.close_soon();
+                    }
+                }
+                Output::Reply { client, data } => {
+                    if let Some(w) = self.clients.get(&client)
+                        && !w.push(data)
+                    {
+                        self.clients.remove(&client);
+                        self.peer.handle_client_gone(Instant::now(), client);
+                    }
+                }
+                Output::CloseClient { client } => {
+                    self.clients.remove(&client);
+                }
+                Output::ListDelayed => return Some(Action::ListDelayed),
+                Output::ReadDelayed { name } => return Some(Action::ReadDelayed(name)),
+                Output::DeleteDelayed { name } => return Some(Action::DeleteDelayed(name)),
+                Output::PermLog(entry) => return Some(Action::PermLog(entry)),
+                Output::Log(event) => return Some(Action::Log(event)),
+            }
+        }
+        self.publish();
+        None
+    }
+
+    /// Closes every connection and drops every client queue (the peer has stopped).
+    pub fn close_all(&mut self) {
+        for (_, io) in std::mem::take(&mut self.conns) {
+            if let Some((_, closer)) = io {
+                closer.close_now();
+            }
+        }
+        self.clients.clear();
+        self.publish();
+    }
+
+    fn publish(&self) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            s.state = self.peer.state();
+            s.connections = self.peer.connection_count();
+        }
+    }
+}

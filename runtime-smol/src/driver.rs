@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lonc_core::io::{ClientId, ConnId};
-use lonc_core::peer::{Peer, PeerState};
+use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
 use lonc_std::driver::{open_tcp, spool_delete, spool_list, spool_read};
 use lonc_std::peer_io::{self, Action, CLOSE_FLUSH, Closer, Outbox, PeerIo, PeerSnapshot};
@@ -96,16 +96,7 @@ impl PeerSet for SmolPeers {
     ) -> io::Result<()> {
         let listener = Async::new(listener)?;
         let (tx, rx) = channel::bounded(INPUT_QUEUE);
-        let peer = Peer::new(
-            &spec.id,
-            &ctx.own_id,
-            &spec.host,
-            spec.port,
-            spec.link.clone(),
-            lonc_std::daemon::seed(),
-            Instant::now(),
-        );
-        let (io, snapshot) = PeerIo::new(peer);
+        let (io, snapshot) = PeerIo::start(&spec, &ctx.own_id);
         let runner = PeerTask {
             io,
             id: spec.id.clone(),

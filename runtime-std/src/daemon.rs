@@ -179,11 +179,6 @@ pub fn status_lines(logs: &LogFiles, peers: &[(String, String)]) -> String {
     status_text(&localtime(SystemTime::now()), pid, &lines)
 }
 
-/// A random seed for a peer's backoff.
-pub fn seed() -> u64 {
-    rand::random()
-}
-
 /// The std peers: one [`PeerHandle`] (a thread) per peer.
 #[derive(Default)]
 pub struct StdPeers(BTreeMap<String, PeerHandle>);
@@ -196,7 +191,7 @@ impl PeerSet for StdPeers {
         listener: UnixListener,
     ) -> io::Result<()> {
         let id = spec.id.clone();
-        let handle = PeerHandle::start(spec, ctx, listener, seed())?;
+        let handle = PeerHandle::start(spec, ctx, listener)?;
         self.0.insert(id, handle);
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lonc_core::io::{ClientId, ConnId, Severity};
-use lonc_core::peer::{Peer, PeerState};
+use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
 
 use crate::logfile::LogFiles;
@@ -43,26 +43,15 @@ pub struct PeerHandle {
 
 impl PeerHandle {
     /// Starts a peer on an already bound socket: an acceptor thread for `listener` and the
-    /// peer thread. `seed` drives the peer's backoff.
+    /// peer thread.
     pub fn start(
         spec: PeerSpec,
         ctx: &PeerContext,
         listener: UnixListener,
-        seed: u64,
     ) -> io::Result<PeerHandle> {
         let socket = ctx.paths.socket(&spec.id);
-        let own_id = ctx.own_id.as_str();
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
-        let peer = Peer::new(
-            &spec.id,
-            own_id,
-            &spec.host,
-            spec.port,
-            spec.link.clone(),
-            seed,
-            Instant::now(),
-        );
-        let (io, snapshot) = PeerIo::new(peer);
+        let (io, snapshot) = PeerIo::start(&spec, &ctx.own_id);
         let runner = PeerThread {
             io,
             id: spec.id.clone(),

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use lonc_core::delayed::PermLogEntry;
 use lonc_core::io::{ClientId, ConnId, LogEvent, Output};
 use lonc_core::peer::{Peer, PeerState};
+use lonc_core::roster::PeerSpec;
 
 /// What reaches a peer's thread or task. `W` is a write queue ([`Outbox`]), `S` a freshly
 /// connected TCP stream.
@@ -119,6 +120,21 @@ pub struct PeerIo<W, C> {
 }
 
 impl<W: Outbox, C: Closer> PeerIo<W, C> {
+    /// A peer for `spec`, starting now with a random backoff seed; its state is
+    /// published to the returned snapshot.
+    pub fn start(spec: &PeerSpec, own_id: &str) -> (Self, Arc<Mutex<PeerSnapshot>>) {
+        let peer = Peer::new(
+            &spec.id,
+            own_id,
+            &spec.host,
+            spec.port,
+            spec.link.clone(),
+            rand::random(),
+            Instant::now(),
+        );
+        Self::new(peer)
+    }
+
     /// Wraps a peer; its state is published to the returned snapshot.
     pub fn new(peer: Peer) -> (Self, Arc<Mutex<PeerSnapshot>>) {
         let snapshot = Arc::new(Mutex::new(PeerSnapshot {

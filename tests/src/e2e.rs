@@ -3,6 +3,7 @@
 //! either runtime started on it as a real process. Everything is bounded in time and
 //! cleaned up on drop, even when a test fails.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -10,7 +11,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,17 +36,23 @@ pub const STD: Runtime = Runtime {
     binary: "lonc-std",
 };
 
+/// The smol daemon.
+pub const SMOL: Runtime = Runtime {
+    package: "lonc-smol",
+    binary: "lonc",
+};
+
 /// The path of a runtime's binary, built once per test process (a no-op when
 /// `cargo test --workspace` has built it already).
 pub fn binary(rt: Runtime) -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    // One runtime per test binary in practice; key the cache by the package anyway.
-    let built = BUILT.get_or_init(|| build(rt));
-    match built {
-        Ok(p) if p.ends_with(rt.binary) => p.clone(),
-        Ok(_) => build(rt).expect("build the daemon"),
-        Err(e) => panic!("{e}"),
+    static BUILT: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(rt.package) {
+        return p.clone();
     }
+    let path = build(rt).unwrap_or_else(|e| panic!("{e}"));
+    built.insert(rt.package, path.clone());
+    path
 }
 
 fn build(rt: Runtime) -> Result<PathBuf, String> {
@@ -281,7 +288,10 @@ impl Site {
     pub fn assert_log_lacks(&self, secrets: &[&str]) {
         let log = self.log("lonc.log");
         for s in secrets {
-            assert!(!log.contains(s), "lonc.log contains the secret {s:?}:\n{log}");
+            assert!(
+                !log.contains(s),
+                "lonc.log contains the secret {s:?}:\n{log}"
+            );
         }
     }
 }
@@ -523,6 +533,12 @@ impl Client {
     /// Writes these bytes as they are (several lines at once, half a line, ...).
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)
+    }
+
+    /// A second handle on the same connection, to write from another thread while
+    /// this one reads.
+    pub fn writer(&self) -> io::Result<UnixStream> {
+        self.stream.try_clone()
     }
 
     /// Closes the writing side (the daemon sees EOF after the requests sent).

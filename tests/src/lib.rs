@@ -4,3 +4,4 @@
 
 pub mod e2e;
 pub mod sim;
+pub mod suite;

@@ -1,0 +1,975 @@
+//! The end-to-end acceptance suite, written once for every daemon: each test is a `pub fn`
+//! taking the [`Runtime`] to test, and each runtime's test file (`tests/e2e_std.rs`, later
+//! the async daemon's) lists them as `#[test]` wrappers with [`suite_tests!`](crate::suite_tests).
+//!
+//! Every test builds its own [`Site`] (temp dir, loopback addresses of its own), starts
+//! lond-sim in this process and the daemon as a real process, and is bounded in time:
+//! waits go through [`eventually`] with a limit, replies through the socket timeouts of the
+//! fixtures. The fixtures clean up on drop, so a failing test leaves nothing running.
+//!
+//! The groups: traffic (plain, `encrypt:`, `eget:`, big replies, pipelining, concurrency,
+//! restarts, dead peers), delayed messages, signals and the process, hostile input and
+//! misbehaving lond, the log's discretion, and the operator commands.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lonc_std::lond_sim::SimOptions;
+use nix::sys::signal::Signal;
+
+use crate::e2e::{
+    Client, Daemon, Runtime, Site, cli, eventually, is_perl_localtime, send, send_text,
+};
+
+/// Generates one `#[test]` per suite function for a runtime:
+/// `suite_tests!(STD; plain_and_encrypted, big_reply, ...)`. A test may carry attributes
+/// (`#[ignore = "..."] some_test`).
+#[macro_export]
+macro_rules! suite_tests {
+    ($rt:expr; $($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            $(#[$attr])*
+            fn $name() {
+                $crate::suite::$name($rt)
+            }
+        )*
+    };
+}
+
+/// `loncRetryMax` of the generated site config: no backoff lasts longer.
+const RETRY_MAX: Duration = Duration::from_millis(400);
+/// `loncDelayedRescan` of the generated site config.
+const RESCAN: Duration = Duration::from_secs(1);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Waits (up to `limit`) for `f`; on failure panics naming `what`, with the daemon's log.
+fn wait_for(site: &Site, limit: Duration, what: &str, f: impl FnMut() -> bool) {
+    assert!(
+        eventually(limit, f),
+        "timed out after {limit:?} waiting for {what}\nlonc.log:\n{}",
+        site.log("lonc.log")
+    );
+}
+
+/// Sends `request` to `peer` until the reply is `want` (a peer in backoff answers
+/// `con_lost` at once, so this is how a test waits for a link to come back).
+fn wait_for_reply(site: &Site, peer: &str, request: &str, want: &str) {
+    let socket = site.socket(peer);
+    let mut last = String::new();
+    let ok = eventually(Duration::from_secs(10), || {
+        last = send_text(&socket, request);
+        last == want
+    });
+    assert!(
+        ok,
+        "{peer} never answered {request:?} with {want:?} (last: {last:?})\nlonc.log:\n{}",
+        site.log("lonc.log")
+    );
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ----- traffic -----
+
+/// Plain requests pass unchanged, `encrypt:` requests are encrypted on the link and
+/// answered, `eget:` replies (encrypted by lond) reach the client decrypted, on every
+/// peer; lond's own answers (`unknown_cmd`) pass through.
+pub fn plain_and_encrypted(rt: Runtime) {
+    let site = Site::new(2, &[]);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    for peer in ["peer1", "peer2"] {
+        let s = site.socket(peer);
+        assert_eq!(send_text(&s, "ping"), peer);
+        assert_eq!(send_text(&s, "echo:hello world"), "hello world");
+        // An empty reply line is no answer: con_lost (PROTOCOL.md 6.4).
+        assert_eq!(send_text(&s, "echo:"), "con_lost");
+        assert_eq!(send_text(&s, "no such command"), "unknown_cmd");
+        assert_eq!(send_text(&s, "encrypt:ping"), peer);
+        // Lengths around the 8-byte block size, 0 and multiples of 8 included.
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 100] {
+            let text = "k".repeat(n);
+            // (An empty plain reply would be con_lost.)
+            if n > 0 {
+                let got = send_text(&s, &format!("encrypt:echo:{text}"));
+                assert_eq!(got, text, "n={n}");
+            }
+            // `enc:0:<one block>` is a reply, of nothing.
+            assert_eq!(send_text(&s, &format!("eget:{text}")), text, "n={n}");
+        }
+        assert_eq!(send_text(&s, "eget:the eget secret"), "the eget secret");
+        assert_eq!(
+            send_text(&s, "encrypt:eget:both ways secret"),
+            "both ways secret"
+        );
+    }
+    site.assert_log_lacks(&["the eget secret", "both ways secret"]);
+}
+
+/// A 5 MiB reply arrives whole, and the link still answers afterwards.
+pub fn big_reply(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    let reply = send(&s, b"big:5242880").expect("big reply");
+    assert_eq!(reply.len(), 5_242_880);
+    assert!(reply.iter().all(|&b| b == b'x'));
+    assert_eq!(send_text(&s, "ping"), "peer1");
+}
+
+/// Requests pipelined on one client connection, and the replies that must come back in
+/// the same order.
+const PIPELINE: [(&str, &str); 7] = [
+    ("echo:one", "one"),
+    ("sleep:300:slow", "slow"),
+    ("ping", "peer1"),
+    ("encrypt:echo:two", "two"),
+    ("eget:three", "three"),
+    ("sleep:10:fast", "fast"),
+    ("big:70000", ""),
+];
+
+fn pipelined(rt: Runtime, knobs: &[(&str, &str)]) {
+    let site = Site::new(1, knobs);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let mut c = Client::connect(&site.socket("peer1")).expect("connect");
+    let mut all = Vec::new();
+    for (req, _) in PIPELINE {
+        all.extend_from_slice(req.as_bytes());
+        all.push(b'\n');
+    }
+    // Twice in one write: fourteen requests arrive at once.
+    let twice = [all.clone(), all].concat();
+    c.write(&twice).expect("write");
+    for round in 0..2 {
+        for (req, want) in PIPELINE {
+            let got = c.read_line().expect("read").expect("a reply, not EOF");
+            if req.starts_with("big:") {
+                assert_eq!(got, vec![b'x'; 70000], "round {round}");
+            } else {
+                assert_eq!(String::from_utf8_lossy(&got), want, "round {round}: {req}");
+            }
+        }
+    }
+    // The connection stays usable for more requests, then closes after EOF.
+    c.write(b"echo:more\n").expect("write");
+    assert_eq!(c.line_text(), "more");
+    c.finish().expect("shutdown");
+    assert_eq!(c.line_text(), "<eof>");
+}
+
+/// Several lines written at once on one Unix socket connection are all answered, in
+/// order (one TCP connection, one request at a time: the seed's way).
+pub fn pipelined_requests_on_one_connection(rt: Runtime) {
+    pipelined(rt, &[]);
+}
+
+/// The same with two TCP connections and four requests in flight on each: replies reach
+/// the client in its own order although lond answers them in another.
+pub fn pipelined_requests_over_several_links(rt: Runtime) {
+    pipelined(rt, &[("loncMaxConnections", "2"), ("loncPipeline", "4")]);
+}
+
+/// 50 threads, each sending requests on a new connection per request (the lonnet
+/// pattern), to two peers at once: every reply is the right one.
+pub fn concurrent_clients(rt: Runtime) {
+    let site = Arc::new(Site::new(2, &[]));
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let threads: Vec<_> = (0..50)
+        .map(|t| {
+            let site = Arc::clone(&site);
+            thread::spawn(move || {
+                let peer = if t % 2 == 0 { "peer1" } else { "peer2" };
+                let s = site.socket(peer);
+                for i in 0..10 {
+                    let (req, want) = match i % 3 {
+                        0 => (format!("echo:{t}-{i}"), format!("{t}-{i}")),
+                        1 => (format!("encrypt:echo:{t}/{i}"), format!("{t}/{i}")),
+                        _ => (format!("eget:{t}.{i}"), format!("{t}.{i}")),
+                    };
+                    let got = send_text(&s, &req);
+                    assert_eq!(got, want, "thread {t} request {i} to {peer}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread failed");
+    }
+}
+
+/// lond goes away and a new one comes up on the same addresses: a lonnet-like client
+/// (waiting out the backoff after a `con_lost`) sees at most one `con_lost`, then
+/// correct replies, and the daemon reconnects once, without a storm.
+pub fn lond_restart(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    assert_eq!(send_text(&s, "ping"), "peer1");
+    assert_eq!(lond.connections("peer1"), 1);
+    lond.stop();
+    let lond = site.lond();
+    let mut lost = 0;
+    let mut good = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while good < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery; lonc.log:\n{}",
+            site.log("lonc.log")
+        );
+        match send_text(&s, "echo:again").as_str() {
+            "again" => good += 1,
+            "con_lost" => {
+                assert_eq!(good, 0, "con_lost after a correct reply");
+                lost += 1;
+                thread::sleep(RETRY_MAX + ms(100));
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert!(
+        lost <= 1,
+        "{lost} con_lost; lonc.log:\n{}",
+        site.log("lonc.log")
+    );
+    assert_eq!(lond.connections("peer1"), 1, "one new connection");
+}
+
+/// A peer with nothing listening answers `con_lost` within a second, from the first
+/// request on (connecting, backing off, dead), while the other peer is served.
+pub fn dead_peer_answers_at_once(rt: Runtime) {
+    let site = Site::new(2, &[("loncMaxAttempts", "3")]);
+    let _lond = site.lond_on(&["peer1"], |_| SimOptions::default());
+    let _d = Daemon::start(rt, &site);
+    let dead = site.socket("peer2");
+    let until = Instant::now() + Duration::from_millis(1500);
+    let mut n = 0;
+    while Instant::now() < until || n < 3 {
+        let start = Instant::now();
+        assert_eq!(send_text(&dead, "ping"), "con_lost");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+        n += 1;
+        thread::sleep(ms(50));
+    }
+    wait_for(&site, Duration::from_secs(5), "peer2 declared dead", || {
+        site.log("lonc.log").contains("peer is dead")
+    });
+    let start = Instant::now();
+    assert_eq!(send_text(&dead, "encrypt:echo:x"), "con_lost");
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+/// USR1 revives a dead peer: once its lond is up, it is answered again.
+pub fn usr1_revives_a_dead_peer(rt: Runtime) {
+    let site = Site::new(2, &[("loncMaxAttempts", "2")]);
+    let _lond1 = site.lond_on(&["peer1"], |_| SimOptions::default());
+    let d = Daemon::start(rt, &site);
+    wait_for(&site, Duration::from_secs(5), "peer2 declared dead", || {
+        site.log("lonc.log").contains("peer is dead")
+    });
+    let _lond2 = site.lond_on(&["peer2"], |_| SimOptions::default());
+    // Dead stays dead while nobody says otherwise.
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "con_lost");
+    d.signal(Signal::SIGUSR1);
+    wait_for_reply(&site, "peer2", "ping", "peer2");
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+}
+
+/// `close_connection_exit` closes the asking client without a reply and reopens the
+/// link; the next request is served on a new connection.
+pub fn close_connection_exit_reopens_the_link(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    assert_eq!(send_text(&s, "ping"), "peer1");
+    assert_eq!(send_text(&s, "close_connection_exit"), "");
+    wait_for(&site, Duration::from_secs(5), "a second connection", || {
+        lond.connections("peer1") == 2
+    });
+    assert_eq!(send_text(&s, "connections"), "2");
+}
+
+// ----- delayed messages -----
+
+/// Checks an `S` line of `lonnet.perm.log` against what was delivered.
+fn check_sent(line: &crate::e2e::PermLogLine, peer: &str, request: &str, since: u64) {
+    assert_eq!(line.peer, peer, "{line:?}");
+    assert_eq!(line.request, request, "{line:?}");
+    assert!(
+        line.epoch >= since && line.epoch <= now_epoch() + 1,
+        "{line:?}"
+    );
+    assert!(is_perl_localtime(&line.localtime), "{line:?}");
+}
+
+/// Delayed files present at start (plain and `encrypt:`) are delivered in name order
+/// before any client request, each deleted and logged with an `S` line; a file for no
+/// peer of ours is left alone.
+pub fn delayed_files_go_first_in_name_order(rt: Runtime) {
+    let site = Site::new(2, &[]);
+    let since = now_epoch();
+    // Written in an order unlike their names' order.
+    let files = [
+        ("1700000003.1.99.put.peer1", "echo:third\n"),
+        (
+            "1700000001.1.99.put.peer1",
+            "encrypt:echo:delayed secret\nsecond line never sent\n",
+        ),
+        ("1700000002.1.99.put.peer1", "echo:second"),
+        ("1700000001.1.99.put.peer2", "echo:for peer2\n"),
+        ("1700000001.1.99.put.peer9", "echo:nobody's\n"),
+    ];
+    for (name, content) in files {
+        site.write_delayed(name, content.as_bytes());
+    }
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    // The first client request is answered only after the delayed files went out.
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    let sent = site.sent_delayed();
+    let to_peer1: Vec<_> = sent.iter().filter(|l| l.peer == "peer1").collect();
+    assert_eq!(to_peer1.len(), 3, "{sent:?}");
+    check_sent(to_peer1[0], "peer1", "encrypt:echo:delayed secret", since);
+    check_sent(to_peer1[1], "peer1", "echo:second", since);
+    check_sent(to_peer1[2], "peer1", "echo:third", since);
+    for (name, _) in &files[..3] {
+        assert!(!site.has_delayed(name), "{name} not deleted");
+    }
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "peer2");
+    let sent = site.sent_delayed();
+    let to_peer2: Vec<_> = sent.iter().filter(|l| l.peer == "peer2").collect();
+    assert_eq!(to_peer2.len(), 1, "{sent:?}");
+    check_sent(to_peer2[0], "peer2", "echo:for peer2", since);
+    assert!(!site.has_delayed(files[3].0));
+    assert!(
+        site.has_delayed(files[4].0),
+        "a file for no peer of ours was taken"
+    );
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    site.assert_log_lacks(&["delayed secret"]);
+}
+
+/// Only names ending exactly in `.<peer id>` are a peer's: with peers `peer1` and
+/// `peer10`, `x.peer10` goes to `peer10` only, and `x.peer1x`, `x.apeer1` and `.peer1`
+/// stay, even after a rescan.
+pub fn delayed_files_match_the_exact_peer_id(rt: Runtime) {
+    let site = Site::with_ids(&["peer1", "peer10"], &[]);
+    let since = now_epoch();
+    site.write_delayed("5.1.1.put.peer1", b"echo:to peer1\n");
+    site.write_delayed("5.1.1.put.peer10", b"echo:to peer10\n");
+    let strays = ["5.1.1.put.peer1x", "5.1.1.put.apeer1", ".peer1", "peer1"];
+    for name in strays {
+        site.write_delayed(name, b"echo:stray\n");
+    }
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    assert_eq!(send_text(&site.socket("peer10"), "ping"), "peer10");
+    wait_for(
+        &site,
+        Duration::from_secs(3),
+        "both files delivered",
+        || site.sent_delayed().len() >= 2,
+    );
+    // Past a rescan, so a wrong match would have been taken by now.
+    thread::sleep(RESCAN + ms(300));
+    let mut sent = site.sent_delayed();
+    sent.sort_by(|a, b| a.peer.cmp(&b.peer));
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    check_sent(&sent[0], "peer1", "echo:to peer1", since);
+    check_sent(&sent[1], "peer10", "echo:to peer10", since);
+    for name in strays {
+        assert!(site.has_delayed(name), "{name} was taken");
+    }
+}
+
+/// A file dropped into the spool while the link is up is delivered within
+/// `loncDelayedRescan` (plus a margin), deleted and logged.
+pub fn delayed_file_dropped_in_while_running(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    let since = now_epoch();
+    let start = Instant::now();
+    site.write_delayed("9.1.1.put.peer1", b"encrypt:echo:late arrival\n");
+    wait_for(
+        &site,
+        RESCAN + ms(700),
+        "the dropped-in file delivered",
+        || !site.has_delayed("9.1.1.put.peer1"),
+    );
+    let elapsed = start.elapsed();
+    let sent = site.sent_delayed();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    check_sent(&sent[0], "peer1", "encrypt:echo:late arrival", since);
+    assert!(elapsed < RESCAN + ms(700), "{elapsed:?}");
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    site.assert_log_lacks(&["late arrival"]);
+}
+
+// ----- signals and the process -----
+
+/// HUP or USR2 with hosts.tab changed: the removed peer's socket goes, the added peer's
+/// socket comes and answers, the kept peer keeps its TCP connection and its clients.
+fn reload_changes_peers(rt: Runtime, sig: Signal) {
+    let site = Site::new(3, &[]);
+    site.write_hosts(&["peer1".into(), "peer2".into()]);
+    let lond = site.lond();
+    let d = Daemon::spawn(rt, &site);
+    d.wait_for_sockets(&site, &["peer1".into(), "peer2".into()]);
+    assert!(!site.socket("peer3").exists());
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "peer2");
+    // A client of the kept peer stays connected across the reload.
+    let mut kept = Client::connect(&site.socket("peer1")).expect("connect");
+    kept.write(b"echo:before\n").expect("write");
+    assert_eq!(kept.line_text(), "before");
+
+    site.write_hosts(&["peer1".into(), "peer3".into()]);
+    d.signal(sig);
+    wait_for(
+        &site,
+        Duration::from_secs(10),
+        "peer2 removed, peer3 added",
+        || !site.socket("peer2").exists() && site.socket("peer3").exists(),
+    );
+    assert_eq!(send_text(&site.socket("peer3"), "ping"), "peer3");
+    assert!(UnixStream::connect(site.socket("peer2")).is_err());
+    assert_eq!(send_text(&site.socket("peer1"), "connections"), "1");
+    assert_eq!(lond.connections("peer1"), 1, "the kept link was reopened");
+    kept.write(b"echo:after\n").expect("write");
+    assert_eq!(kept.line_text(), "after");
+
+    // Again: reloads work more than once (the seed's HUP worked once).
+    site.write_hosts(&["peer1".into(), "peer2".into()]);
+    d.signal(sig);
+    wait_for(
+        &site,
+        Duration::from_secs(10),
+        "peer2 back, peer3 gone",
+        || site.socket("peer2").exists() && !site.socket("peer3").exists(),
+    );
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "peer2");
+    assert_eq!(lond.connections("peer1"), 1);
+    kept.write(b"ping\n").expect("write");
+    assert_eq!(kept.line_text(), "peer1");
+}
+
+/// HUP re-reads hosts.tab: see [`reload_changes_peers`].
+pub fn hup_adds_and_removes_peers(rt: Runtime) {
+    reload_changes_peers(rt, Signal::SIGHUP);
+}
+
+/// USR2 does what HUP does.
+pub fn usr2_adds_and_removes_peers(rt: Runtime) {
+    reload_changes_peers(rt, Signal::SIGUSR2);
+}
+
+/// Checks that every line of `lonc.log` has the form
+/// `<localtime> (<pid>) [<peer or PARENT>] [<SEVERITY>]: <message>`.
+fn check_log_format(site: &Site, pid: u32) {
+    let log = site.log("lonc.log");
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        let ok = (|| {
+            let (time, rest) = line.split_at_checked(24)?;
+            let rest = rest.strip_prefix(&format!(" ({pid}) ["))?;
+            let (_peer, rest) = rest.split_once("] [")?;
+            let (severity, _message) = rest.split_once("]: ")?;
+            (is_perl_localtime(time) && ["CRITICAL", "WARNING", "INFO"].contains(&severity))
+                .then_some(())
+        })();
+        assert!(ok.is_some(), "badly formed log line: {line:?}");
+    }
+}
+
+/// TERM lets a request in flight finish, then the daemon exits 0 leaving no socket and
+/// no pid file.
+pub fn term_cleans_up(rt: Runtime) {
+    let site = Site::new(2, &[]);
+    let _lond = site.lond();
+    let d = Daemon::start(rt, &site);
+    let pid = d.pid();
+    assert!(site.pid_file().exists());
+    let pid_text = fs::read_to_string(site.pid_file()).expect("pid file");
+    assert_eq!(pid_text, format!("{pid}\n"));
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    let mut slow = Client::connect(&site.socket("peer2")).expect("connect");
+    slow.write(b"sleep:800:graceful\n").expect("write");
+    // Long enough for the request to reach lond, well within its sleep.
+    thread::sleep(ms(200));
+    let start = Instant::now();
+    let status = d.stop().expect("exits within 10 s");
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?}");
+    let reply = slow.line_text();
+    assert_eq!(
+        reply,
+        "graceful",
+        "stop took {took:?}; lonc.log:\n{}",
+        site.log("lonc.log")
+    );
+    for peer in site.ids() {
+        assert!(!site.socket(&peer).exists(), "socket {peer} left behind");
+    }
+    assert!(!site.pid_file().exists(), "pid file left behind");
+    check_log_format(&site, pid);
+}
+
+/// A second daemon on the same site exits non-zero saying it is already running, and
+/// leaves the first one (its pid file, its sockets) alone.
+pub fn second_instance_refuses(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let first = Daemon::start(rt, &site);
+    let mut second = Daemon::spawn(rt, &site);
+    let status = second
+        .wait(Duration::from_secs(10))
+        .expect("the second exits");
+    assert!(!status.success(), "{status:?}");
+    let err = second.stderr();
+    assert!(err.contains("already running"), "stderr: {err:?}");
+    assert_eq!(
+        fs::read_to_string(site.pid_file()).expect("pid file"),
+        format!("{}\n", first.pid())
+    );
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+}
+
+/// The status file, parsed: the header's pid and every peer line's fields.
+fn read_status(site: &Site) -> Option<(u32, Vec<Vec<String>>)> {
+    let text = fs::read_to_string(site.status_file()).ok()?;
+    let mut lines = text.lines();
+    let header = lines.next()?;
+    let rest = header.strip_prefix("LONC status ")?;
+    let (time, pid) = rest.rsplit_once(" - parent ")?;
+    assert!(is_perl_localtime(time), "{header:?}");
+    assert_eq!(
+        lines.next(),
+        Some(""),
+        "no blank line after the header:\n{text}"
+    );
+    let peers = lines
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
+    Some((pid.parse().ok()?, peers))
+}
+
+/// USR1 writes the status file: the header with the daemon's pid, a blank line, one
+/// tab-separated line per peer (pid, peer, state, last log line).
+pub fn usr1_writes_the_status_file(rt: Runtime) {
+    let site = Site::new(2, &[("loncMaxAttempts", "2")]);
+    let _lond = site.lond_on(&["peer1"], |_| SimOptions::default());
+    let d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    wait_for(&site, Duration::from_secs(5), "peer2 declared dead", || {
+        site.log("lonc.log").contains("peer is dead")
+    });
+    assert!(!site.status_file().exists());
+    d.signal(Signal::SIGUSR1);
+    wait_for(&site, Duration::from_secs(5), "the status file", || {
+        site.status_file().exists()
+    });
+    let (pid, peers) = read_status(&site).expect("a well-formed status file");
+    assert_eq!(pid, d.pid());
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    let mut names: Vec<&str> = peers.iter().map(|p| p[1].as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["peer1", "peer2"]);
+    for p in &peers {
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(p[0], d.pid().to_string(), "{p:?}");
+        assert!(!p[3].is_empty(), "no last log line: {p:?}");
+        match p[1].as_str() {
+            "peer1" => assert_eq!(p[2], "ready", "{p:?}"),
+            _ => assert_eq!(p[2], "dead", "{p:?}"),
+        }
+    }
+}
+
+// ----- hostile input, misbehaving lond -----
+
+/// A 20 MiB line without LF gets `error:request_too_long` and a disconnect; other
+/// clients are served meanwhile and afterwards.
+pub fn over_long_request(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    let mut c = Client::connect(&s).expect("connect");
+    // One connection: another thread floods it while this one reads the answer.
+    let mut flood = c.writer().expect("a second handle");
+    let flooder = thread::spawn(move || {
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..20 {
+            // The daemon hangs up part way: the write fails then.
+            if flood.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(send_text(&s, "ping"), "peer1");
+    assert_eq!(c.line_text(), "error:request_too_long");
+    assert_eq!(c.line_text(), "<eof>");
+    flooder.join().expect("flooder");
+    assert_eq!(send_text(&s, "ping"), "peer1");
+    assert!(site.log("lonc.log").contains("longer than"));
+}
+
+/// Every byte value but LF passes through `echo:` unchanged, plain, `encrypt:` and as an
+/// `eget:` reply (compared as bytes).
+pub fn every_byte_but_lf_round_trips(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    let bytes: Vec<u8> = (0..=255u8).filter(|&b| b != b'\n').collect();
+    for prefix in [&b"echo:"[..], b"encrypt:echo:", b"eget:", b"encrypt:eget:"] {
+        let request = [prefix, &bytes].concat();
+        let reply = send(&s, &request).expect("reply");
+        assert_eq!(reply, bytes, "{}", String::from_utf8_lossy(prefix));
+    }
+}
+
+/// 1000 clients connect and vanish (at once, after half a line, after a request without
+/// waiting for the reply): the daemon still answers, and its threads and open files come
+/// back to what they were.
+pub fn vanishing_clients(rt: Runtime) {
+    let site = Arc::new(Site::new(1, &[]));
+    let _lond = site.lond();
+    let d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    let (fds, tasks) = (d.proc_count("fd"), d.proc_count("task"));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let site = Arc::clone(&site);
+            thread::spawn(move || {
+                let s = site.socket("peer1");
+                for i in 0..125 {
+                    let Ok(mut c) = Client::connect(&s) else {
+                        continue;
+                    };
+                    let _ = match (t * 125 + i) % 4 {
+                        0 => Ok(()),
+                        1 => c.write(b"echo:half a li"),
+                        2 => c.write(b"ping\n"),
+                        _ => c.write(b"encrypt:echo:x\nencrypt:ec"),
+                    };
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    let (mut fds_now, mut tasks_now) = (0, 0);
+    let settled = eventually(Duration::from_secs(5), || {
+        fds_now = d.proc_count("fd");
+        tasks_now = d.proc_count("task");
+        fds_now <= fds + 2 && tasks_now <= tasks + 2
+    });
+    assert!(
+        settled,
+        "leak: fds {fds} -> {fds_now}, threads {tasks} -> {tasks_now}"
+    );
+    assert_eq!(
+        send_text(&site.socket("peer1"), "echo:still here"),
+        "still here"
+    );
+}
+
+/// lond answers `eget:` with a malformed `enc:` line: `con_lost`, a log line, and the next
+/// request is answered (on a new connection).
+pub fn malformed_enc_reply(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let lond = site.lond_with(|_| SimOptions {
+        malformed_enc: true,
+        ..SimOptions::default()
+    });
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    assert_eq!(send_text(&s, "ping"), "peer1");
+    assert_eq!(send_text(&s, "eget:x"), "con_lost");
+    wait_for(
+        &site,
+        Duration::from_secs(2),
+        "the protocol error logged",
+        || site.log("lonc.log").contains("protocol error"),
+    );
+    assert_eq!(send_text(&s, "encrypt:echo:fine"), "fine");
+    assert_eq!(lond.connections("peer1"), 2, "the broken link was replaced");
+}
+
+/// lond answers with an endless line: `con_lost` once `loncMaxReply` is passed, a log
+/// line, a reconnect; with a sane lond on the same address, requests are answered.
+pub fn endless_reply_line(rt: Runtime) {
+    let site = Site::new(1, &[("loncMaxReply", "1048576")]);
+    let lond = site.lond_with(|_| SimOptions {
+        endless_line: true,
+        ..SimOptions::default()
+    });
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    let start = Instant::now();
+    assert_eq!(send_text(&s, "ping"), "con_lost");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    wait_for(
+        &site,
+        Duration::from_secs(2),
+        "the protocol error logged",
+        || site.log("lonc.log").contains("protocol error"),
+    );
+    wait_for(&site, Duration::from_secs(5), "a reconnect", || {
+        lond.connections("peer1") >= 2
+    });
+    lond.stop();
+    let _lond = site.lond();
+    wait_for_reply(&site, "peer1", "ping", "peer1");
+    assert_eq!(send_text(&s, "echo:ok"), "ok");
+}
+
+/// A handshake fault: requests get `con_lost`, the log says what happened, and once lond
+/// behaves the link comes up and answers.
+fn handshake_fault(rt: Runtime, opts: SimOptions, knobs: &[(&str, &str)], logged: &str) {
+    let mut knobs = knobs.to_vec();
+    knobs.push(("loncMaxAttempts", "1000"));
+    let site = Site::new(1, &knobs);
+    let lond = site.lond_with(|_| opts.clone());
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    assert_eq!(send_text(&s, "ping"), "con_lost");
+    wait_for(&site, Duration::from_secs(5), logged, || {
+        site.log("lonc.log").contains(logged)
+    });
+    assert_eq!(send_text(&s, "encrypt:echo:x"), "con_lost");
+    lond.stop();
+    let _lond = site.lond();
+    wait_for_reply(&site, "peer1", "ping", "peer1");
+    assert_eq!(send_text(&s, "encrypt:echo:x"), "x");
+}
+
+/// lond closes right after its challenge: `con_lost` and a log line, then recovery.
+pub fn lond_closes_during_handshake(rt: Runtime) {
+    handshake_fault(
+        rt,
+        SimOptions {
+            close_during_handshake: true,
+            ..SimOptions::default()
+        },
+        &[],
+        "closed during the handshake",
+    );
+}
+
+/// lond refuses the client: `con_lost` and a log line, then recovery.
+pub fn lond_refuses(rt: Runtime) {
+    handshake_fault(
+        rt,
+        SimOptions {
+            refuse: true,
+            ..SimOptions::default()
+        },
+        &[],
+        "handshake failed",
+    );
+}
+
+/// lond never answers the handshake: `con_lost` after `loncHandshakeTimeout`, a log line,
+/// then recovery.
+pub fn lond_stalls_the_handshake(rt: Runtime) {
+    handshake_fault(
+        rt,
+        SimOptions {
+            stall_handshake: true,
+            ..SimOptions::default()
+        },
+        &[("loncHandshakeTimeout", "0.3")],
+        "handshake timed out",
+    );
+}
+
+/// `lonc.log` never holds the text of an `encrypt:` request or of a decrypted reply,
+/// whatever happens to them: answered, pipelined, delayed, lost with a dead peer, or
+/// failed on a malformed reply.
+pub fn log_keeps_secrets(rt: Runtime) {
+    let site = Site::new(3, &[("loncMaxAttempts", "2")]);
+    site.write_delayed("1.1.1.put.peer1", b"encrypt:echo:SECRET-delayed\n");
+    site.write_delayed("1.1.1.put.peer3", b"encrypt:echo:SECRET-stuck\n");
+    let _lond = site.lond_on(&["peer1", "peer2"], |id| SimOptions {
+        malformed_enc: id == "peer2",
+        ..SimOptions::default()
+    });
+    let d = Daemon::start(rt, &site);
+    let (p1, p2, p3) = (
+        site.socket("peer1"),
+        site.socket("peer2"),
+        site.socket("peer3"),
+    );
+    assert_eq!(send_text(&p1, "encrypt:echo:SECRET-req"), "SECRET-req");
+    assert_eq!(send_text(&p1, "eget:SECRET-eget"), "SECRET-eget");
+    assert_eq!(send_text(&p1, "encrypt:eget:SECRET-both"), "SECRET-both");
+    assert_eq!(send_text(&p2, "encrypt:eget:SECRET-malformed"), "con_lost");
+    assert_eq!(send_text(&p3, "encrypt:echo:SECRET-dead"), "con_lost");
+    let mut c = Client::connect(&p1).expect("connect");
+    c.write(b"encrypt:echo:SECRET-pipe1\neget:SECRET-pipe2\n")
+        .expect("write");
+    assert_eq!(c.line_text(), "SECRET-pipe1");
+    assert_eq!(c.line_text(), "SECRET-pipe2");
+    drop(c);
+    wait_for(&site, Duration::from_secs(5), "peer3 declared dead", || {
+        site.log("lonc.log").contains("peer is dead")
+    });
+    assert!(!site.has_delayed("1.1.1.put.peer1"));
+    assert!(site.has_delayed("1.1.1.put.peer3"));
+    assert!(d.stop().expect("exits").success());
+    site.assert_log_lacks(&["SECRET"]);
+}
+
+// ----- operator commands -----
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// `check-config` prints the settings and the peers and exits 0.
+pub fn check_config_prints_settings_and_peers(rt: Runtime) {
+    let site = Site::new(2, &[("loncPipeline", "3")]);
+    let out = cli(
+        rt,
+        &[os("check-config"), os("--config"), site.config.as_os_str()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.contains(&"lonHostID msul0"), "{}", out.stdout);
+    assert!(lines.contains(&"loncPipeline 3"), "{}", out.stdout);
+    assert!(
+        lines.contains(&format!("londPort {}", site.port).as_str()),
+        "{}",
+        out.stdout
+    );
+    for peer in site.ids() {
+        let want = format!("{peer} {}", site.addr(&peer));
+        assert!(
+            lines.contains(&want.as_str()),
+            "no {want:?} in\n{}",
+            out.stdout
+        );
+    }
+}
+
+/// A broken config: `check-config` exits non-zero and names the bad lines by number.
+pub fn check_config_reports_errors(rt: Runtime) {
+    let site = Site::new(1, &[("loncRetryMin", "soon"), ("loncMaxReply", "-5")]);
+    let text = fs::read_to_string(&site.config).expect("config");
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .expect("the bad line")
+    };
+    let out = cli(
+        rt,
+        &[os("check-config"), os("--config"), site.config.as_os_str()],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    for needle in ["loncRetryMin soon", "loncMaxReply -5"] {
+        let want = format!("{}:{}:", site.config.display(), line_of(needle));
+        assert!(
+            out.stderr.contains(&want),
+            "no {want:?} in {:?}",
+            out.stderr
+        );
+    }
+    // The daemon itself refuses to start on it, for the same reason.
+    let mut d = Daemon::spawn(rt, &site);
+    let status = d.wait(Duration::from_secs(10)).expect("exits");
+    assert!(!status.success());
+    assert!(d.stderr().contains("loncRetryMin"), "{}", d.stderr());
+}
+
+/// `send` prints the reply and exits 0; `con_lost` from a dead peer exits non-zero.
+pub fn send_command(rt: Runtime) {
+    let site = Site::new(2, &[]);
+    let _lond = site.lond_on(&["peer1"], |_| SimOptions::default());
+    let _d = Daemon::start(rt, &site);
+    let config = site.config.as_os_str();
+    let out = cli(
+        rt,
+        &[os("send"), os("--config"), config, os("peer1"), os("ping")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, "peer1\n");
+    let out = cli(
+        rt,
+        &[
+            os("send"),
+            os("--config"),
+            config,
+            os("peer1"),
+            os("encrypt:echo:hi there"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, "hi there\n");
+    let out = cli(
+        rt,
+        &[os("send"), os("--config"), config, os("peer2"), os("ping")],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("con_lost"), "{out:?}");
+}
+
+/// `status` makes the daemon write its status file and prints it.
+pub fn status_command(rt: Runtime) {
+    let site = Site::new(2, &[]);
+    let _lond = site.lond();
+    let d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    let config = site.config.as_os_str();
+    let out = cli(rt, &[os("status"), os("--config"), config]);
+    assert!(out.status.success(), "{out:?}");
+    let file = fs::read_to_string(site.status_file()).expect("status file");
+    assert_eq!(out.stdout, file);
+    assert!(
+        out.stdout.starts_with("LONC status ")
+            && out.stdout.contains(&format!(" - parent {}\n\n", d.pid())),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\tpeer1\t") && out.stdout.contains("\tpeer2\t"));
+    // Without a daemon it says so and fails.
+    assert!(d.stop().expect("exits").success());
+    let out = cli(rt, &[os("status"), os("--config"), config]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("not running"), "{out:?}");
+}

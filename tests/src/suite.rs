@@ -14,16 +14,20 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lonc_std::lond_sim::SimOptions;
-use nix::sys::signal::Signal;
+use lonc_std::lond_sim::{LondSim, SimListener, SimOptions};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use crate::e2e::{
-    Client, Daemon, Runtime, Site, cli, eventually, is_perl_localtime, send, send_text,
+    Client, Daemon, PermLogLine, Runtime, Site, binary, cli, current_user, eventually,
+    is_perl_localtime, send, send_text,
 };
 
 /// Generates one `#[test]` per suite function for a runtime:
@@ -93,11 +97,23 @@ pub fn plain_and_encrypted(rt: Runtime) {
     let _d = Daemon::start(rt, &site);
     for peer in ["peer1", "peer2"] {
         let s = site.socket(peer);
+        let mode = fs::metadata(&s).expect("socket").permissions().mode();
+        assert_eq!(mode & 0o777, 0o660, "socket mode of {peer}");
         assert_eq!(send_text(&s, "ping"), peer);
         assert_eq!(send_text(&s, "echo:hello world"), "hello world");
         // An empty reply line is no answer: con_lost (PROTOCOL.md 6.4).
         assert_eq!(send_text(&s, "echo:"), "con_lost");
         assert_eq!(send_text(&s, "no such command"), "unknown_cmd");
+        // Replies that only look encrypted pass verbatim.
+        for fake in [
+            "enc:xyz",
+            "enc:",
+            "encrypted",
+            "enc:3:zz",
+            "enc::0123456789abcdef",
+        ] {
+            assert_eq!(send_text(&s, &format!("echo:{fake}")), fake);
+        }
         assert_eq!(send_text(&s, "encrypt:ping"), peer);
         // Lengths around the 8-byte block size, 0 and multiples of 8 included.
         for n in [0, 1, 7, 8, 9, 15, 16, 17, 100] {
@@ -313,10 +329,60 @@ pub fn close_connection_exit_reopens_the_link(rt: Runtime) {
     assert_eq!(send_text(&s, "connections"), "2");
 }
 
+/// A hundred peers: every socket appears and every link answers as its own peer.
+pub fn many_peers(rt: Runtime) {
+    let site = Site::new(100, &[]);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    for id in site.ids() {
+        assert_eq!(send_text(&site.socket(&id), "ping"), id);
+    }
+}
+
+/// The daemon's resident memory in KiB (0 if unknown).
+fn rss_kib(d: &Daemon) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A client that sends many requests with big replies and never reads them cannot make
+/// the daemon buffer without bound (here 300 MiB of replies): it stops asking lond for
+/// more while that client's replies wait. Other clients are served meanwhile.
+pub fn client_that_never_reads_is_bounded(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    assert_eq!(send_text(&s, "ping"), "peer1");
+    let before = rss_kib(&d);
+    let mut greedy = Client::connect(&s).expect("connect");
+    greedy
+        .write("big:1048576\n".repeat(300).as_bytes())
+        .expect("write");
+    let mut peak = before;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        peak = peak.max(rss_kib(&d));
+        thread::sleep(ms(50));
+    }
+    assert_eq!(send_text(&s, "echo:others served"), "others served");
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the daemon grew by {grown_mib} MiB for one client that does not read"
+    );
+    drop(greedy);
+}
+
 // ----- delayed messages -----
 
 /// Checks an `S` line of `lonnet.perm.log` against what was delivered.
-fn check_sent(line: &crate::e2e::PermLogLine, peer: &str, request: &str, since: u64) {
+fn check_sent(line: &PermLogLine, peer: &str, request: &str, since: u64) {
     assert_eq!(line.peer, peer, "{line:?}");
     assert_eq!(line.request, request, "{line:?}");
     assert!(
@@ -342,6 +408,8 @@ pub fn delayed_files_go_first_in_name_order(rt: Runtime) {
         ("1700000002.1.99.put.peer1", "echo:second"),
         ("1700000001.1.99.put.peer2", "echo:for peer2\n"),
         ("1700000001.1.99.put.peer9", "echo:nobody's\n"),
+        // Empty: logged and left in place, and it holds back none of the others.
+        ("1700000000.1.99.put.peer1", ""),
     ];
     for (name, content) in files {
         site.write_delayed(name, content.as_bytes());
@@ -368,6 +436,11 @@ pub fn delayed_files_go_first_in_name_order(rt: Runtime) {
     assert!(
         site.has_delayed(files[4].0),
         "a file for no peer of ours was taken"
+    );
+    assert!(site.has_delayed(files[5].0), "the empty file was taken");
+    assert!(
+        site.log("lonc.log").contains(files[5].0),
+        "the empty file not logged"
     );
     assert_eq!(sent.len(), 4, "{sent:?}");
     site.assert_log_lacks(&["delayed secret"]);
@@ -432,6 +505,103 @@ pub fn delayed_file_dropped_in_while_running(rt: Runtime) {
     site.assert_log_lacks(&["late arrival"]);
 }
 
+/// A delayed file whose request is not answered (lond closes instead) stays in place,
+/// with no `S` line; once lond answers, it is delivered.
+pub fn delayed_file_stays_until_answered(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    site.write_delayed("1.1.1.put.peer1", b"echo:must arrive\n");
+    let lond = site.lond_with(|_| SimOptions {
+        drop_after: Some(0),
+        ..SimOptions::default()
+    });
+    let _d = Daemon::start(rt, &site);
+    wait_for(
+        &site,
+        Duration::from_secs(5),
+        "the failed delivery logged",
+        || site.log("lonc.log").contains("was not answered"),
+    );
+    assert!(site.has_delayed("1.1.1.put.peer1"));
+    assert!(site.sent_delayed().is_empty());
+    lond.stop();
+    let _lond = site.lond();
+    wait_for(&site, Duration::from_secs(5), "the file delivered", || {
+        !site.has_delayed("1.1.1.put.peer1")
+    });
+    let sent = site.sent_delayed();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].request, "echo:must arrive");
+    wait_for_reply(&site, "peer1", "ping", "peer1");
+}
+
+/// USR1 looks at the spool at once, without waiting for `loncDelayedRescan`.
+pub fn usr1_rescans_the_spool(rt: Runtime) {
+    let site = Site::new(1, &[("loncDelayedRescan", "600")]);
+    let _lond = site.lond();
+    let d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    site.write_delayed("1.1.1.put.peer1", b"echo:now please\n");
+    d.signal(Signal::SIGUSR1);
+    wait_for(&site, Duration::from_secs(3), "the file delivered", || {
+        !site.has_delayed("1.1.1.put.peer1")
+    });
+    assert_eq!(site.sent_delayed().len(), 1);
+}
+
+/// A request not answered within `loncTransactionTimeout` gets `con_lost`, and its late
+/// reply never reaches the next client: the link is replaced.
+pub fn transaction_timeout_replaces_the_link(rt: Runtime) {
+    let site = Site::new(1, &[("loncTransactionTimeout", "0.5")]);
+    let lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    assert_eq!(send_text(&s, "ping"), "peer1");
+    let start = Instant::now();
+    assert_eq!(send_text(&s, "sleep:1500:late"), "con_lost");
+    let took = start.elapsed();
+    assert!(took >= ms(450) && took < ms(1400), "{took:?}");
+    assert_eq!(send_text(&s, "echo:next"), "next");
+    assert_eq!(lond.connections("peer1"), 2);
+    // Past the moment the late reply would have come.
+    thread::sleep(ms(1600).saturating_sub(start.elapsed()));
+    assert_eq!(send_text(&s, "echo:later"), "later");
+}
+
+/// `loncMaxRequest` is exact: a request of that many bytes is served, one byte more is
+/// `error:request_too_long`.
+pub fn request_length_limit_is_exact(rt: Runtime) {
+    let site = Site::new(1, &[("loncMaxRequest", "65536")]);
+    let _lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    let s = site.socket("peer1");
+    let fits = format!("echo:{}", "z".repeat(65536 - 5));
+    assert_eq!(send_text(&s, &fits), "z".repeat(65536 - 5));
+    let over = format!("{fits}z");
+    assert_eq!(send_text(&s, &over), "error:request_too_long");
+    assert_eq!(send_text(&s, "ping"), "peer1");
+}
+
+/// On-demand mode: no connection until a request needs one, closed when idle, opened
+/// again for the next request.
+pub fn on_demand_connects_when_asked(rt: Runtime) {
+    let site = Site::new(
+        1,
+        &[("loncConnectMode", "on-demand"), ("loncIdleTimeout", "0.3")],
+    );
+    let lond = site.lond();
+    let _d = Daemon::start(rt, &site);
+    thread::sleep(ms(200));
+    assert_eq!(lond.connections("peer1"), 0, "connected before any request");
+    assert_eq!(send_text(&site.socket("peer1"), "connections"), "1");
+    wait_for(
+        &site,
+        Duration::from_secs(3),
+        "the idle connection closed",
+        || site.log("lonc.log").contains("idle; closed"),
+    );
+    assert_eq!(send_text(&site.socket("peer1"), "connections"), "2");
+}
+
 // ----- signals and the process -----
 
 /// HUP or USR2 with hosts.tab changed: the removed peer's socket goes, the added peer's
@@ -480,14 +650,55 @@ fn reload_changes_peers(rt: Runtime, sig: Signal) {
     assert_eq!(kept.line_text(), "peer1");
 }
 
-/// HUP re-reads hosts.tab: see [`reload_changes_peers`].
+/// HUP re-reads hosts.tab: the removed peer's socket goes, the added peer's socket comes
+/// and answers, the kept peer keeps its TCP connection and its clients; twice in a row.
 pub fn hup_adds_and_removes_peers(rt: Runtime) {
     reload_changes_peers(rt, Signal::SIGHUP);
 }
 
-/// USR2 does what HUP does.
+/// USR2 does what HUP does (the same checks as [`hup_adds_and_removes_peers`]).
 pub fn usr2_adds_and_removes_peers(rt: Runtime) {
     reload_changes_peers(rt, Signal::SIGUSR2);
+}
+
+/// A reload that moves a peer to another address reconnects it there, while a request in
+/// flight on a removed peer still gets its reply.
+pub fn hup_moves_a_changed_peer(rt: Runtime) {
+    let site = Site::new(3, &[]);
+    site.write_hosts(&["peer1".into(), "peer2".into()]);
+    let lond = site.lond_on(&["peer1", "peer2"], |_| SimOptions::default());
+    let d = Daemon::spawn(rt, &site);
+    d.wait_for_sockets(&site, &["peer1".into(), "peer2".into()]);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "peer2");
+    let mut inflight = Client::connect(&site.socket("peer2")).expect("connect");
+    inflight.write(b"sleep:500:graceful\n").expect("write");
+    // peer1's lond, now on peer3's address.
+    let moved = LondSim::start_listeners(
+        vec![SimListener::new(
+            "peer1",
+            site.addr("peer3"),
+            SimOptions::default(),
+        )],
+        site.own_id.clone(),
+    )
+    .expect("listen");
+    let ip = site.addr("peer3").ip();
+    fs::write(
+        site.dir.path().join("tab/hosts.tab"),
+        format!("peer1:msu:library:peer1.example:{ip}\n"),
+    )
+    .expect("hosts.tab");
+    // Long enough for the request to reach lond, well within its sleep.
+    thread::sleep(ms(150));
+    d.signal(Signal::SIGHUP);
+    assert_eq!(inflight.line_text(), "graceful");
+    wait_for(&site, Duration::from_secs(10), "peer2 removed", || {
+        !site.socket("peer2").exists()
+    });
+    wait_for_reply(&site, "peer1", "connections", "1");
+    assert_eq!(moved.connections("peer1"), 1);
+    assert_eq!(lond.connections("peer1"), 1);
 }
 
 /// Checks that every line of `lonc.log` has the form
@@ -508,37 +719,182 @@ fn check_log_format(site: &Site, pid: u32) {
     }
 }
 
-/// TERM lets a request in flight finish, then the daemon exits 0 leaving no socket and
-/// no pid file.
+/// TERM: the daemon exits 0 leaving no socket and no pid file; its log lines are well
+/// formed.
 pub fn term_cleans_up(rt: Runtime) {
+    stop_cleans_up(rt, Signal::SIGTERM);
+}
+
+/// INT does what TERM does.
+pub fn int_cleans_up(rt: Runtime) {
+    stop_cleans_up(rt, Signal::SIGINT);
+}
+
+fn stop_cleans_up(rt: Runtime, sig: Signal) {
     let site = Site::new(2, &[]);
     let _lond = site.lond();
-    let d = Daemon::start(rt, &site);
+    let mut d = Daemon::start(rt, &site);
     let pid = d.pid();
-    assert!(site.pid_file().exists());
     let pid_text = fs::read_to_string(site.pid_file()).expect("pid file");
     assert_eq!(pid_text, format!("{pid}\n"));
     assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
-    let mut slow = Client::connect(&site.socket("peer2")).expect("connect");
-    slow.write(b"sleep:800:graceful\n").expect("write");
-    // Long enough for the request to reach lond, well within its sleep.
-    thread::sleep(ms(200));
-    let start = Instant::now();
-    let status = d.stop().expect("exits within 10 s");
-    let took = start.elapsed();
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "peer2");
+    d.signal(sig);
+    let status = d.wait(Duration::from_secs(10)).expect("exits within 10 s");
     assert!(status.success(), "{status:?}");
-    let reply = slow.line_text();
-    assert_eq!(
-        reply,
-        "graceful",
-        "stop took {took:?}; lonc.log:\n{}",
-        site.log("lonc.log")
-    );
     for peer in site.ids() {
         assert!(!site.socket(&peer).exists(), "socket {peer} left behind");
     }
     assert!(!site.pid_file().exists(), "pid file left behind");
     check_log_format(&site, pid);
+}
+
+/// TERM lets the requests in flight finish (within the grace period): their clients,
+/// reading all along, get their whole replies before the daemon exits 0.
+pub fn term_lets_requests_in_flight_finish(rt: Runtime) {
+    let site = Site::new(2, &[]);
+    let _lond = site.lond();
+    let d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "peer2");
+    // A small reply and a big one (it takes the daemon a moment to write), both due
+    // after TERM.
+    let payload = "y".repeat(4 << 20);
+    let clients: Vec<_> = [("peer1", "small"), ("peer2", payload.as_str())]
+        .into_iter()
+        .map(|(peer, text)| {
+            let mut c = Client::connect(&site.socket(peer)).expect("connect");
+            c.write(format!("sleep:700:{text}\n").as_bytes())
+                .expect("write");
+            let want = text.len();
+            thread::spawn(move || {
+                let got = c.read_line();
+                (want, got.map(|l| l.map(|l| l.len())))
+            })
+        })
+        .collect();
+    // Long enough for both requests to reach lond, well within its sleep.
+    thread::sleep(ms(300));
+    let start = Instant::now();
+    let status = d.stop().expect("exits within 10 s");
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?}");
+    for c in clients {
+        let (want, got) = c.join().expect("reader");
+        assert!(
+            matches!(got, Ok(Some(n)) if n == want),
+            "a reply of {want} bytes, got {got:?} (stop took {took:?})\nlonc.log:\n{}",
+            site.log("lonc.log")
+        );
+    }
+}
+
+/// A daemon started without `--foreground` detaches: the command returns 0 at once, the
+/// daemon (the pid in the pid file, not the command's) serves, and TERM stops it.
+pub fn detaches_without_foreground(rt: Runtime) {
+    /// Kills the detached daemon if the test fails before it is stopped.
+    struct Guard(Option<i32>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let mut child = Command::new(binary(rt))
+        .arg("--config")
+        .arg(&site.config)
+        .arg("--user")
+        .arg(current_user())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let mut status = None;
+    let exited = eventually(Duration::from_secs(10), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(exited, "the command did not return");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let mut pid = None;
+    wait_for(
+        &site,
+        Duration::from_secs(10),
+        "the detached daemon's pid file",
+        || {
+            pid = fs::read_to_string(site.pid_file())
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            pid.is_some()
+        },
+    );
+    let mut guard = Guard(pid);
+    assert_ne!(pid, Some(child.id() as i32), "not detached");
+    wait_for(&site, Duration::from_secs(10), "the socket", || {
+        site.socket("peer1").exists()
+    });
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    if let Some(pid) = pid {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    wait_for(
+        &site,
+        Duration::from_secs(10),
+        "the detached daemon gone",
+        || !site.pid_file().exists() && !site.socket("peer1").exists(),
+    );
+    guard.0 = None;
+}
+
+/// After a crash (KILL: the pid file and the sockets stay behind), a new daemon starts on
+/// the same site, replacing the stale pid file and sockets.
+pub fn restart_after_a_crash(rt: Runtime) {
+    let site = Site::new(1, &[]);
+    let _lond = site.lond();
+    let mut d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    d.signal(Signal::SIGKILL);
+    assert!(d.wait(Duration::from_secs(5)).is_some());
+    assert!(site.pid_file().exists() && site.socket("peer1").exists());
+    let d = Daemon::start(rt, &site);
+    wait_for_reply(&site, "peer1", "ping", "peer1");
+    assert_eq!(
+        fs::read_to_string(site.pid_file()).expect("pid file"),
+        format!("{}\n", d.pid())
+    );
+}
+
+/// A reload with a broken config keeps the running config and links, and says so in
+/// the log.
+pub fn hup_with_a_broken_config_keeps_running(rt: Runtime) {
+    let site = Site::new(2, &[]);
+    let lond = site.lond();
+    let d = Daemon::start(rt, &site);
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    site.write_config(&[("loncRetryMin", "whenever")]);
+    site.write_hosts(&["peer1".into()]);
+    d.signal(Signal::SIGHUP);
+    wait_for(
+        &site,
+        Duration::from_secs(5),
+        "the failed reload logged",
+        || site.log("lonc.log").contains("reload failed"),
+    );
+    assert!(
+        site.socket("peer2").exists(),
+        "peer2 removed by a failed reload"
+    );
+    assert_eq!(send_text(&site.socket("peer2"), "ping"), "peer2");
+    assert_eq!(send_text(&site.socket("peer1"), "ping"), "peer1");
+    assert_eq!(lond.connections("peer1"), 1);
 }
 
 /// A second daemon on the same site exits non-zero saying it is already running, and
@@ -851,8 +1207,10 @@ pub fn log_keeps_secrets(rt: Runtime) {
     });
     assert!(!site.has_delayed("1.1.1.put.peer1"));
     assert!(site.has_delayed("1.1.1.put.peer3"));
+    let pid = d.pid();
     assert!(d.stop().expect("exits").success());
     site.assert_log_lacks(&["SECRET"]);
+    check_log_format(&site, pid);
 }
 
 // ----- operator commands -----
@@ -864,6 +1222,11 @@ fn os(s: &str) -> &OsStr {
 /// `check-config` prints the settings and the peers and exits 0.
 pub fn check_config_prints_settings_and_peers(rt: Runtime) {
     let site = Site::new(2, &[("loncPipeline", "3")]);
+    // A malformed hosts.tab line is a warning naming its line, not an error.
+    let hosts = site.dir.path().join("tab/hosts.tab");
+    let mut text = fs::read_to_string(&hosts).expect("hosts.tab");
+    text.push_str("# a comment\nnot a host line\n");
+    fs::write(&hosts, text).expect("hosts.tab");
     let out = cli(
         rt,
         &[os("check-config"), os("--config"), site.config.as_os_str()],
@@ -885,6 +1248,12 @@ pub fn check_config_prints_settings_and_peers(rt: Runtime) {
             out.stdout
         );
     }
+    let warning = format!("warning: {}:4:", hosts.display());
+    assert!(
+        out.stdout.contains(&warning),
+        "no {warning:?} in\n{}",
+        out.stdout
+    );
 }
 
 /// A broken config: `check-config` exits non-zero and names the bad lines by number.
@@ -910,6 +1279,23 @@ pub fn check_config_reports_errors(rt: Runtime) {
             out.stderr
         );
     }
+    // A missing required variable is named, with the file.
+    let partial = site.dir.path().join("partial.conf");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("lonHostID"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&partial, without).expect("partial config");
+    let out = cli(
+        rt,
+        &[os("check-config"), os("--config"), partial.as_os_str()],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("lonHostID") && out.stderr.contains(&*partial.to_string_lossy()),
+        "{out:?}"
+    );
     // The daemon itself refuses to start on it, for the same reason.
     let mut d = Daemon::spawn(rt, &site);
     let status = d.wait(Duration::from_secs(10)).expect("exits");
@@ -921,7 +1307,7 @@ pub fn check_config_reports_errors(rt: Runtime) {
 pub fn send_command(rt: Runtime) {
     let site = Site::new(2, &[]);
     let _lond = site.lond_on(&["peer1"], |_| SimOptions::default());
-    let _d = Daemon::start(rt, &site);
+    let d = Daemon::start(rt, &site);
     let config = site.config.as_os_str();
     let out = cli(
         rt,
@@ -947,6 +1333,14 @@ pub fn send_command(rt: Runtime) {
     );
     assert!(!out.status.success(), "{out:?}");
     assert!(out.stdout.contains("con_lost"), "{out:?}");
+    // No daemon: a failure with a message, not a hang.
+    assert!(d.stop().expect("exits").success());
+    let out = cli(
+        rt,
+        &[os("send"), os("--config"), config, os("peer1"), os("ping")],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!out.stderr.is_empty(), "{out:?}");
 }
 
 /// `status` makes the daemon write its status file and prints it.

@@ -16,26 +16,38 @@ use lonc_core::io::{ClientId, ConnId};
 use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
 use lonc_std::driver::{open_tcp, spool_delete, spool_list, spool_read};
-use lonc_std::peer_io::{self, Action, CLOSE_FLUSH, Closer, Outbox, PeerIo, PeerSnapshot};
+use lonc_std::peer_io::{
+    self, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo, PeerSnapshot,
+    READ_CHUNK, Writers,
+};
 use lonc_std::supervisor::{PeerContext, PeerSet};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Executor, Task, Timer};
 
-/// How many inputs may wait for a peer task before readers wait (backpressure).
-const INPUT_QUEUE: usize = 1024;
-/// How much one read takes from a socket.
-const READ_CHUNK: usize = 64 * 1024;
-
 /// A client's or connection's write queue, drained by a writer task.
-#[derive(Clone)]
-pub struct SmolOutbox(Sender<Bytes>);
+pub struct SmolOutbox {
+    tx: Sender<Bytes>,
+    backlog: Backlog,
+    abort: Box<dyn Fn() + Send>,
+}
 
 impl Outbox for SmolOutbox {
     fn push(&self, data: Bytes) -> bool {
-        self.0.try_send(data).is_ok()
+        self.backlog.take(data.len()) && self.tx.try_send(data).is_ok()
     }
+
+    fn abort(&self) {
+        (self.abort)();
+    }
+}
+
+/// Where a peer's tasks run, and the writers its shutdown waits for.
+#[derive(Clone)]
+struct PeerRt {
+    executor: Arc<Executor<'static>>,
+    writers: Writers,
 }
 
 /// A TCP connection's socket, closable from the peer task.
@@ -75,6 +87,7 @@ struct SmolPeer {
     acceptor: Task<()>,
     task: Task<()>,
     snapshot: Arc<Mutex<PeerSnapshot>>,
+    writers: Writers,
 }
 
 impl SmolPeers {
@@ -97,22 +110,23 @@ impl PeerSet for SmolPeers {
         let listener = Async::new(listener)?;
         let (tx, rx) = channel::bounded(INPUT_QUEUE);
         let (io, snapshot) = PeerIo::start(&spec, &ctx.own_id);
+        let rt = PeerRt {
+            executor: self.executor.clone(),
+            writers: Writers::default(),
+        };
         let runner = PeerTask {
             io,
             id: spec.id.clone(),
             inputs: rx,
             self_tx: tx.clone(),
             ctx: ctx.clone(),
-            executor: self.executor.clone(),
+            rt: rt.clone(),
         };
         let task = self.executor.spawn(runner.run());
         let (stop_accept, stop_rx) = channel::bounded(1);
-        let acceptor = self.executor.spawn(accept_loop(
-            listener,
-            tx.clone(),
-            stop_rx,
-            self.executor.clone(),
-        ));
+        let acceptor = self
+            .executor
+            .spawn(accept_loop(listener, tx.clone(), stop_rx, rt.clone()));
         self.peers.insert(
             spec.id.clone(),
             SmolPeer {
@@ -122,6 +136,7 @@ impl PeerSet for SmolPeers {
                 acceptor,
                 task,
                 snapshot,
+                writers: rt.writers,
             },
         );
         Ok(())
@@ -152,18 +167,23 @@ impl PeerSet for SmolPeers {
     }
 
     fn stop(&mut self, ids: &[String], grace: Duration) {
-        let stopping: Vec<SmolPeer> = ids.iter().filter_map(|id| self.peers.remove(id)).collect();
+        let mut stopping: Vec<SmolPeer> =
+            ids.iter().filter_map(|id| self.peers.remove(id)).collect();
         // The supervisor is not an executor thread: waiting here blocks no task.
         smol::block_on(async {
             for p in &stopping {
                 let _ = p.stop_accept.send(()).await;
                 let _ = p.inputs.send(Input::Shutdown(grace)).await;
             }
-            for p in stopping {
-                p.acceptor.await;
-                p.task.await;
+            for p in &mut stopping {
+                (&mut p.acceptor).await;
+                (&mut p.task).await;
             }
         });
+        // Replies the peers finished in the grace period are still being written.
+        for p in &stopping {
+            p.writers.wait_idle(CLOSE_FLUSH);
+        }
     }
 }
 
@@ -172,7 +192,7 @@ async fn accept_loop(
     listener: Async<UnixListener>,
     tx: Sender<Input>,
     stop: Receiver<()>,
-    executor: Arc<Executor<'static>>,
+    rt: PeerRt,
 ) {
     static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     loop {
@@ -190,7 +210,7 @@ async fn accept_loop(
         };
         let client = ClientId(NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let stream = Arc::new(stream);
-        let writer = spawn_writer(&executor, stream.clone(), {
+        let writer = spawn_writer(&rt, stream.clone(), {
             let tx = tx.clone();
             move || {
                 let _ = tx.try_send(Input::ClientGone(client));
@@ -204,7 +224,7 @@ async fn accept_loop(
             return;
         }
         let tx = tx.clone();
-        executor
+        rt.executor
             .spawn(async move {
                 let end = read_loop(&stream, |data| {
                     let tx = tx.clone();
@@ -268,10 +288,10 @@ impl ShutdownBoth for TcpStream {
     }
 }
 
-/// A task that writes what it is sent to `stream`, in order; when the sender is dropped
+/// A task that writes what it is sent to `stream`, in order; when the queue is dropped
 /// it shuts the stream down. A write error calls `failed` once and ends it.
 fn spawn_writer<T>(
-    executor: &Executor<'static>,
+    rt: &PeerRt,
     stream: Arc<Async<T>>,
     failed: impl FnOnce() + Send + 'static,
 ) -> SmolOutbox
@@ -280,8 +300,13 @@ where
     for<'a> &'a T: io::Write,
 {
     let (tx, rx) = channel::unbounded::<Bytes>();
-    executor
+    let backlog = Backlog::default();
+    let written = backlog.clone();
+    let guard = rt.writers.enter();
+    let socket = stream.clone();
+    rt.executor
         .spawn(async move {
+            let _guard = guard;
             let mut writer = &*stream;
             while let Ok(data) = rx.recv().await {
                 if writer.write_all(&data).await.is_err() {
@@ -289,12 +314,17 @@ where
                     stream.get_ref().shutdown_both();
                     return;
                 }
+                written.written(data.len());
             }
             let _ = writer.flush().await;
             stream.get_ref().shutdown_both();
         })
         .detach();
-    SmolOutbox(tx)
+    SmolOutbox {
+        tx,
+        backlog,
+        abort: Box::new(move || socket.get_ref().shutdown_both()),
+    }
 }
 
 /// The state of one peer task.
@@ -304,7 +334,7 @@ struct PeerTask {
     inputs: Receiver<Input>,
     self_tx: Sender<Input>,
     ctx: PeerContext,
-    executor: Arc<Executor<'static>>,
+    rt: PeerRt,
 }
 
 impl PeerTask {
@@ -346,12 +376,13 @@ impl PeerTask {
             Err(e) => return self.io.attach_failed(now, conn, &e.to_string()),
         };
         let tx = self.self_tx.clone();
-        let writer = spawn_writer(&self.executor, stream.clone(), move || {
+        let writer = spawn_writer(&self.rt, stream.clone(), move || {
             let _ = tx.try_send(Input::ConnClosed(conn));
         });
         let tx = self.self_tx.clone();
         let reader = stream.clone();
-        self.executor
+        self.rt
+            .executor
             .spawn(async move {
                 let end = read_loop(&reader, |data| {
                     let tx = tx.clone();
@@ -365,7 +396,7 @@ impl PeerTask {
             .detach();
         let closer = SmolConn {
             stream,
-            executor: self.executor.clone(),
+            executor: self.rt.executor.clone(),
         };
         self.io.attach(now, conn, writer, closer);
     }
@@ -407,7 +438,8 @@ impl PeerTask {
     fn connect(&mut self, conn: ConnId, host: String, port: u16) {
         let tx = self.self_tx.clone();
         let timeout = self.io.peer.settings().connect_timeout;
-        self.executor
+        self.rt
+            .executor
             .spawn(async move {
                 let input = match smol::unblock(move || open_tcp(&host, port, timeout)).await {
                     Ok(stream) => Input::Connected(conn, stream),

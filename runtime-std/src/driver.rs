@@ -19,16 +19,32 @@ use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
 
 use crate::logfile::LogFiles;
-use crate::peer_io::{self, Action, Closer, PeerIo, PeerSnapshot};
+use crate::peer_io::{
+    self, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo, PeerSnapshot,
+    READ_CHUNK, Writers,
+};
 use crate::spool::Spool;
 use crate::supervisor::PeerContext;
 
-/// How many inputs may wait for a peer thread before readers block (backpressure).
-const INPUT_QUEUE: usize = 1024;
-/// How much one read takes from a socket.
-const READ_CHUNK: usize = 64 * 1024;
+type Input = peer_io::Input<StdOutbox, TcpStream>;
 
-type Input = peer_io::Input<Sender<Bytes>, TcpStream>;
+/// A socket's write queue, drained by a writer thread.
+pub struct StdOutbox {
+    tx: Sender<Bytes>,
+    backlog: Backlog,
+    socket: Box<dyn ShutdownStream + Send>,
+}
+
+impl Outbox for StdOutbox {
+    fn push(&self, data: Bytes) -> bool {
+        let n = data.len();
+        self.backlog.take(n) && self.tx.send(data).is_ok()
+    }
+
+    fn abort(&self) {
+        self.socket.shutdown_both();
+    }
+}
 
 /// A running peer: its thread, its socket's acceptor, and the way to talk to it.
 pub struct PeerHandle {
@@ -39,6 +55,7 @@ pub struct PeerHandle {
     acceptor: Option<JoinHandle<()>>,
     thread: Option<JoinHandle<()>>,
     snapshot: Arc<Mutex<PeerSnapshot>>,
+    writers: Writers,
 }
 
 impl PeerHandle {
@@ -52,12 +69,14 @@ impl PeerHandle {
         let socket = ctx.paths.socket(&spec.id);
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
         let (io, snapshot) = PeerIo::start(&spec, &ctx.own_id);
+        let writers = Writers::default();
         let runner = PeerThread {
             io,
             id: spec.id.clone(),
             inputs: rx,
             self_tx: tx.clone(),
             ctx: ctx.clone(),
+            writers: writers.clone(),
         };
         let thread = thread::Builder::new()
             .name(format!("peer {}", spec.id))
@@ -66,9 +85,10 @@ impl PeerHandle {
         let acceptor = {
             let stop = accept_stop.clone();
             let tx = tx.clone();
+            let writers = writers.clone();
             thread::Builder::new()
                 .name(format!("accept {}", spec.id))
-                .spawn(move || accept_loop(listener, tx, stop))?
+                .spawn(move || accept_loop(listener, tx, stop, writers))?
         };
         Ok(PeerHandle {
             spec,
@@ -78,6 +98,7 @@ impl PeerHandle {
             acceptor: Some(acceptor),
             thread: Some(thread),
             snapshot,
+            writers,
         })
     }
 
@@ -117,7 +138,8 @@ impl PeerHandle {
         let _ = self.inputs.send(Input::Shutdown(grace));
     }
 
-    /// Waits for the peer's threads to end.
+    /// Waits for the peer's threads to end, and for its writers to flush what the peer
+    /// answered (up to [`CLOSE_FLUSH`]).
     pub fn join(&mut self) {
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
@@ -125,11 +147,17 @@ impl PeerHandle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.writers.wait_idle(CLOSE_FLUSH);
     }
 }
 
 /// Accepts clients on a peer's socket until told to stop.
-fn accept_loop(listener: UnixListener, tx: SyncSender<Input>, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: UnixListener,
+    tx: SyncSender<Input>,
+    stop: Arc<AtomicBool>,
+    writers: Writers,
+) {
     static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -145,7 +173,7 @@ fn accept_loop(listener: UnixListener, tx: SyncSender<Input>, stop: Arc<AtomicBo
             continue;
         };
         let tx_reader = tx.clone();
-        let writer = spawn_writer(stream, {
+        let writer = spawn_writer(stream, &writers, {
             let tx = tx.clone();
             move || {
                 let _ = tx.send(Input::ClientGone(client));
@@ -198,16 +226,25 @@ fn read_loop<R: Read>(
     }
 }
 
-/// A thread that writes what it is sent to `stream`, in order; when the sender is
-/// dropped it shuts the stream down. A write error calls `failed` once and ends it.
-fn spawn_writer<W>(stream: W, failed: impl FnOnce() + Send + 'static) -> io::Result<Sender<Bytes>>
+/// A thread that writes what it is sent to `stream`, in order; when the queue is dropped
+/// it shuts the stream down. A write error calls `failed` once and ends it.
+fn spawn_writer<W>(
+    stream: W,
+    writers: &Writers,
+    failed: impl FnOnce() + Send + 'static,
+) -> io::Result<StdOutbox>
 where
-    W: Write + ShutdownStream + Send + 'static,
+    W: Write + ShutdownStream + TryCloneStream + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<Bytes>();
+    let backlog = Backlog::default();
+    let socket = Box::new(stream.try_clone_stream()?);
+    let guard = writers.enter();
+    let written = backlog.clone();
     thread::Builder::new()
         .name("writer".into())
         .spawn(move || {
+            let _guard = guard;
             let mut stream = stream;
             for data in rx {
                 if stream.write_all(&data).is_err() {
@@ -215,10 +252,32 @@ where
                     stream.shutdown_both();
                     return;
                 }
+                written.written(data.len());
             }
             stream.shutdown_both();
         })?;
-    Ok(tx)
+    Ok(StdOutbox {
+        tx,
+        backlog,
+        socket,
+    })
+}
+
+/// Cloning a socket's handle.
+trait TryCloneStream: Sized {
+    fn try_clone_stream(&self) -> io::Result<Self>;
+}
+
+impl TryCloneStream for UnixStream {
+    fn try_clone_stream(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
+}
+
+impl TryCloneStream for TcpStream {
+    fn try_clone_stream(&self) -> io::Result<Self> {
+        self.try_clone()
+    }
 }
 
 /// Shutting down both directions of a socket.
@@ -240,11 +299,12 @@ impl ShutdownStream for TcpStream {
 
 /// The state of one peer thread.
 struct PeerThread {
-    io: PeerIo<Sender<Bytes>, TcpStream>,
+    io: PeerIo<StdOutbox, TcpStream>,
     id: String,
     inputs: Receiver<Input>,
     self_tx: SyncSender<Input>,
     ctx: PeerContext,
+    writers: Writers,
 }
 
 impl PeerThread {
@@ -288,7 +348,7 @@ impl PeerThread {
             _ => return self.io.attach_failed(now, conn, "cannot clone the socket"),
         };
         let tx = self.self_tx.clone();
-        let writer = match spawn_writer(stream, move || {
+        let writer = match spawn_writer(stream, &self.writers, move || {
             let _ = tx.send(Input::ConnClosed(conn));
         }) {
             Ok(w) => w,

@@ -5,14 +5,21 @@
 
 use std::collections::BTreeMap;
 use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lonc_core::delayed::PermLogEntry;
-use lonc_core::io::{ClientId, ConnId, LogEvent, Output};
+use lonc_core::io::{ClientId, ConnId, LogEvent, Output, Severity};
 use lonc_core::peer::{Peer, PeerState};
 use lonc_core::roster::PeerSpec;
+
+/// How many inputs may wait for a peer's thread or task before readers wait
+/// (backpressure: at most this many read chunks are buffered per peer).
+pub const INPUT_QUEUE: usize = 256;
+/// How much one read takes from a socket.
+pub const READ_CHUNK: usize = 64 * 1024;
 
 /// What reaches a peer's thread or task. `W` is a write queue ([`Outbox`]), `S` a freshly
 /// connected TCP stream.
@@ -42,13 +49,85 @@ pub enum Input<W, S> {
 /// A socket's write queue, drained in order by a writer thread or task that shuts the
 /// socket down once the queue is dropped.
 pub trait Outbox {
-    /// Queues bytes; false if the writer is gone.
+    /// Queues bytes; false if the writer is gone or its [`Backlog`] is full.
     fn push(&self, data: Bytes) -> bool;
+    /// Shuts the socket down at once (its writer may be blocked on a peer that does not
+    /// read).
+    fn abort(&self);
 }
 
-impl Outbox for std::sync::mpsc::Sender<Bytes> {
-    fn push(&self, data: Bytes) -> bool {
-        self.send(data).is_ok()
+/// The most bytes a client's replies may wait unwritten (one reply of any size is always
+/// taken while less than this waits). A client that does not read past this is dropped,
+/// so it can hold no more memory than this.
+pub const MAX_BACKLOG: usize = 16 * 1024 * 1024;
+
+/// Bytes queued for a writer and not yet written, shared by the queue and its writer.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog(Arc<AtomicUsize>);
+
+impl Backlog {
+    /// Takes `n` more bytes, unless [`MAX_BACKLOG`] bytes already wait.
+    pub fn take(&self, n: usize) -> bool {
+        let mut now = self.0.load(Ordering::Acquire);
+        loop {
+            if now >= MAX_BACKLOG {
+                return false;
+            }
+            match self
+                .0
+                .compare_exchange_weak(now, now + n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// `n` bytes were written.
+    pub fn written(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Bytes waiting.
+    pub fn waiting(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The writers of one peer that are still flushing: the daemon waits for them (up to
+/// [`CLOSE_FLUSH`]) before it exits, so replies finished in the grace period are written.
+#[derive(Debug, Clone, Default)]
+pub struct Writers(Arc<(Mutex<usize>, Condvar)>);
+
+/// Held by a running writer; dropping it marks the writer done.
+#[derive(Debug)]
+pub struct WriterGuard(Writers);
+
+impl Writers {
+    /// A writer starts.
+    pub fn enter(&self) -> WriterGuard {
+        let (count, _) = &*self.0;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        WriterGuard(self.clone())
+    }
+
+    /// Waits until every writer is done or `limit` passes; true if all are done.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let (count, cv) = &*self.0;
+        let guard = count.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cv
+            .wait_timeout_while(guard, limit, |n| *n > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard == 0
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        let (count, cv) = &*(self.0).0;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        cv.notify_all();
     }
 }
 
@@ -117,6 +196,8 @@ pub struct PeerIo<W, C> {
     /// `None` while connecting.
     conns: BTreeMap<ConnId, Option<(W, C)>>,
     snapshot: Arc<Mutex<PeerSnapshot>>,
+    /// A log line of this layer's own, returned before the next core output.
+    note: Option<Action>,
 }
 
 impl<W: Outbox, C: Closer> PeerIo<W, C> {
@@ -146,6 +227,7 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
             clients: BTreeMap::new(),
             conns: BTreeMap::new(),
             snapshot: snapshot.clone(),
+            note: None,
         };
         (io, snapshot)
     }
@@ -216,6 +298,9 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
     /// bookkeeping are done here on the way. `None`: nothing more for now (the peer's
     /// state is then published).
     pub fn next_action(&mut self) -> Option<Action> {
+        if let Some(note) = self.note.take() {
+            return Some(note);
+        }
         while let Some(out) = self.peer.poll_output() {
             match out {
                 Output::Connect { conn, host, port } => {
@@ -239,8 +324,17 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
                     if let Some(w) = self.clients.get(&client)
                         && !w.push(data)
                     {
+                        w.abort();
                         self.clients.remove(&client);
                         self.peer.handle_client_gone(Instant::now(), client);
+                        self.note = Some(Action::Log(LogEvent {
+                            severity: Severity::Warning,
+                            message: format!(
+                                "client {} does not read its replies ({MAX_BACKLOG} bytes waiting) or is gone; dropped",
+                                client.0
+                            ),
+                        }));
+                        return self.note.take();
                     }
                 }
                 Output::CloseClient { client } => {

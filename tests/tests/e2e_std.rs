@@ -32,9 +32,6 @@ lonc_tests::suite_tests! {
     term_cleans_up,
     int_cleans_up,
     detaches_without_foreground,
-    #[ignore = "reason: lonc-std exits before its client writer threads have written the \
-                replies finished during the TERM grace period (runtime-std driver.rs \
-                spawn_writer threads are never joined)"]
     term_lets_requests_in_flight_finish,
     restart_after_a_crash,
     second_instance_refuses,
@@ -44,9 +41,6 @@ lonc_tests::suite_tests! {
     request_length_limit_is_exact,
     every_byte_but_lf_round_trips,
     vanishing_clients,
-    #[ignore = "reason: lonc-std buffers every reply of a client that does not read, without \
-                bound (runtime-std driver.rs spawn_writer: unbounded channel; the core keeps \
-                sending the client's next requests)"]
     client_that_never_reads_is_bounded,
     malformed_enc_reply,
     endless_reply_line,

@@ -1,4 +1,4 @@
-//! The smol driver: one task per peer owns that peer's [`Peer`] state machine (no lock
+//! The smol driver: one task per peer owns that peer's [`lonc_core::peer::Peer`] state machine (no lock
 //! around it) with one timer re-armed from `poll_timeout()`; small tasks move bytes (an
 //! acceptor per peer socket, a reader and a writer per client and per TCP connection);
 //! connects, spool files and log writes run through `smol::unblock`, never on an executor

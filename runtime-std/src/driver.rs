@@ -1,4 +1,4 @@
-//! The blocking driver: one thread per peer owns that peer's [`Peer`] state machine and
+//! The blocking driver: one thread per peer owns that peer's [`lonc_core::peer::Peer`] state machine and
 //! carries out its outputs; small threads move bytes (an acceptor per peer socket, a
 //! reader and a writer per client and per TCP connection, a thread per connect attempt).
 //! Every decision is the core's: this file only moves bytes, files and timers.

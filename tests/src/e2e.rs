@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -84,14 +84,7 @@ fn build(rt: Runtime) -> Result<PathBuf, String> {
     Ok(profile_dir.join(rt.binary))
 }
 
-/// The user the tests run as (the daemon must run as `--user`).
-pub fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| "root".into())
-}
+pub use lonc_std::site::current_user;
 
 /// A LON-CAPA installation in a temp dir: this host `msul0` and its peers, each on its
 /// own loopback address, all on one lond port.
@@ -145,7 +138,8 @@ impl Site {
                 )
             })
             .collect();
-        let port = free_port(&peers);
+        let addrs: Vec<Ipv4Addr> = peers.iter().map(|p| p.1).collect();
+        let port = lonc_std::site::free_port(&addrs).expect("a port free on the test addresses");
         let site = Site {
             config: dir.path().join("loncapa.conf"),
             dir,
@@ -366,27 +360,6 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> T {
             Err(e) => panic!("{e}"),
         }
     }
-}
-
-/// A port free on every one of these addresses (checked by binding them all).
-fn free_port(peers: &[(String, Ipv4Addr)]) -> u16 {
-    for _ in 0..50 {
-        let first = peers.first().map(|p| p.1).unwrap_or(Ipv4Addr::LOCALHOST);
-        let Ok(l) = TcpListener::bind((first, 0)) else {
-            continue;
-        };
-        let Ok(port) = l.local_addr().map(|a| a.port()) else {
-            continue;
-        };
-        if peers
-            .iter()
-            .skip(1)
-            .all(|(_, ip)| TcpListener::bind((*ip, port)).is_ok())
-        {
-            return port;
-        }
-    }
-    panic!("no free port on the test addresses");
 }
 
 /// A daemon process on a site. Killed on drop if still running.

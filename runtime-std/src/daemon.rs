@@ -29,10 +29,10 @@ use crate::supervisor::{PeerContext, PeerSet, Supervisor};
 /// How long requests in flight may take to finish on TERM/INT, a reload or a removal.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-/// Exit code for a bad config or command line.
-pub const EXIT_CONFIG: i32 = 2;
+/// Exit code for a bad config (as `check-config` and `send` use it).
+pub use crate::sendcmd::EXIT_CONFIG;
 /// Exit code for any other failure to start (wrong user, already running, no socket).
-pub const EXIT_START: i32 = 1;
+pub use crate::sendcmd::EXIT_FAILED as EXIT_START;
 
 /// Everything a daemon needs once it has started: its config, paths, logs, pid file and
 /// delayed spool.

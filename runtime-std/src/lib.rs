@@ -20,3 +20,5 @@ pub mod socket;
 pub mod spool;
 pub mod status;
 pub mod supervisor;
+mod sync;
+pub mod writers;

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,80 +55,7 @@ pub trait Outbox {
     fn abort(&self);
 }
 
-/// The most bytes a client's replies may wait unwritten (one reply of any size is always
-/// taken while less than this waits). A client that does not read past this is dropped,
-/// so it can hold no more memory than this.
-pub const MAX_BACKLOG: usize = 16 * 1024 * 1024;
-
-/// Bytes queued for a writer and not yet written, shared by the queue and its writer.
-#[derive(Debug, Clone, Default)]
-pub struct Backlog(Arc<AtomicUsize>);
-
-impl Backlog {
-    /// Takes `n` more bytes, unless [`MAX_BACKLOG`] bytes already wait.
-    pub fn take(&self, n: usize) -> bool {
-        let mut now = self.0.load(Ordering::Acquire);
-        loop {
-            if now >= MAX_BACKLOG {
-                return false;
-            }
-            match self
-                .0
-                .compare_exchange_weak(now, now + n, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(seen) => now = seen,
-            }
-        }
-    }
-
-    /// `n` bytes were written.
-    pub fn written(&self, n: usize) {
-        self.0.fetch_sub(n, Ordering::AcqRel);
-    }
-
-    /// Bytes waiting.
-    pub fn waiting(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-/// The writers of one peer that are still flushing: the daemon waits for them (up to
-/// [`CLOSE_FLUSH`]) before it exits, so replies finished in the grace period are written.
-#[derive(Debug, Clone, Default)]
-pub struct Writers(Arc<(Mutex<usize>, Condvar)>);
-
-/// Held by a running writer; dropping it marks the writer done.
-#[derive(Debug)]
-pub struct WriterGuard(Writers);
-
-impl Writers {
-    /// A writer starts.
-    pub fn enter(&self) -> WriterGuard {
-        let (count, _) = &*self.0;
-        *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        WriterGuard(self.clone())
-    }
-
-    /// Waits until every writer is done or `limit` passes; true if all are done.
-    pub fn wait_idle(&self, limit: Duration) -> bool {
-        let (count, cv) = &*self.0;
-        let guard = count.lock().unwrap_or_else(|e| e.into_inner());
-        let (guard, _) = cv
-            .wait_timeout_while(guard, limit, |n| *n > 0)
-            .unwrap_or_else(|e| e.into_inner());
-        *guard == 0
-    }
-}
-
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
-        let (count, cv) = &*(self.0).0;
-        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
-        *n = n.saturating_sub(1);
-        cv.notify_all();
-    }
-}
+pub use crate::writers::{Backlog, MAX_BACKLOG, WriterGuard, Writers};
 
 /// How long a closed connection's writer may still take to flush (`exit`, say) to a lond
 /// that does not read.

@@ -2,6 +2,8 @@
 //! uses to name clients and connections, the [`Output`] actions the core asks for, and the
 //! log events it emits.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::delayed::PermLogEntry;
@@ -105,4 +107,36 @@ pub enum Output {
     PermLog(PermLogEntry),
     /// Write a line to `lonc.log`.
     Log(LogEvent),
+}
+
+/// One input to a peer as a value, for replaying, fuzzing and property tests
+/// ([`crate::peer::Peer::handle`]); a runtime may as well call the `handle_*` methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// `handle_client_opened`.
+    ClientOpened(ClientId),
+    /// `handle_client_data`.
+    ClientData(ClientId, Vec<u8>),
+    /// `handle_client_eof`.
+    ClientEof(ClientId),
+    /// `handle_client_gone`.
+    ClientGone(ClientId),
+    /// `handle_connected`.
+    Connected(ConnId),
+    /// `handle_connect_failed`.
+    ConnectFailed(ConnId, String),
+    /// `handle_conn_data`.
+    ConnData(ConnId, Vec<u8>),
+    /// `handle_conn_closed`.
+    ConnClosed(ConnId),
+    /// `handle_delayed_list`.
+    DelayedList(Vec<String>),
+    /// `handle_delayed_read`: the content, or why it could not be read.
+    DelayedRead(String, Result<Vec<u8>, String>),
+    /// `handle_timeout`.
+    Timeout,
+    /// `revive` (USR1).
+    Revive,
+    /// `shutdown` with this grace period.
+    Shutdown(Duration),
 }

@@ -28,7 +28,7 @@ use crate::cipher::{Decoded, LinkCipher};
 use crate::config::{ConnectMode, LinkSettings};
 use crate::delayed::{PermLogEntry, files_for_peer, request_of};
 use crate::handshake::{Handshake, HandshakeStage, HandshakeStep};
-use crate::io::{ClientId, ConnId, LogEvent, Output, Severity};
+use crate::io::{ClientId, ConnId, Input, LogEvent, Output, Severity};
 use crate::line::{LineDecoder, chomp, encode_line};
 
 /// The reply a client gets when its request could not be carried out.
@@ -319,15 +319,47 @@ impl Peer {
 
     // ----- inputs -----
 
-    /// Bytes a client wrote on the peer's Unix socket. A client the peer does not know yet
-    /// is a new one.
-    pub fn handle_client_data(&mut self, now: Instant, client: ClientId, data: &[u8]) {
+    /// Feeds one [`Input`] value: the same as calling its `handle_*` method.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::ClientOpened(c) => self.handle_client_opened(now, c),
+            Input::ClientData(c, d) => self.handle_client_data(now, c, &d),
+            Input::ClientEof(c) => self.handle_client_eof(now, c),
+            Input::ClientGone(c) => self.handle_client_gone(now, c),
+            Input::Connected(c) => self.handle_connected(now, c),
+            Input::ConnectFailed(c, why) => self.handle_connect_failed(now, c, &why),
+            Input::ConnData(c, d) => self.handle_conn_data(now, c, &d),
+            Input::ConnClosed(c) => self.handle_conn_closed(now, c),
+            Input::DelayedList(names) => self.handle_delayed_list(now, &names),
+            Input::DelayedRead(name, content) => {
+                let content = content.as_deref().map_err(String::as_str);
+                self.handle_delayed_read(now, &name, content)
+            }
+            Input::Timeout => self.handle_timeout(now),
+            Input::Revive => self.revive(now),
+            Input::Shutdown(grace) => self.shutdown(now, grace),
+        }
+    }
+
+    /// A client connected to the peer's Unix socket. Bytes, EOF or loss of a client the
+    /// peer does not know (never opened, or already closed by [`Output::CloseClient`]) are
+    /// ignored, so late input from a closed client can never pass for a new one.
+    pub fn handle_client_opened(&mut self, now: Instant, client: ClientId) {
         let max_request = self.settings.max_request;
-        let entry = self.clients.entry(client).or_insert_with(|| Client {
+        self.clients.entry(client).or_insert_with(|| Client {
             decoder: LineDecoder::new(max_request),
             slots: VecDeque::new(),
             finished_input: false,
         });
+        self.drive(now);
+    }
+
+    /// Bytes a client wrote on the peer's Unix socket.
+    pub fn handle_client_data(&mut self, now: Instant, client: ClientId, data: &[u8]) {
+        let max_request = self.settings.max_request;
+        let Some(entry) = self.clients.get_mut(&client) else {
+            return;
+        };
         if entry.finished_input {
             return;
         }
@@ -357,10 +389,10 @@ impl Peer {
     /// The client closed its writing side: no more requests come from it. Replies it is
     /// owed are still sent, then it is closed.
     pub fn handle_client_eof(&mut self, now: Instant, client: ClientId) {
-        match self.clients.get_mut(&client) {
-            Some(c) => c.finished_input = true,
-            None => self.outputs.push_back(Output::CloseClient { client }),
-        }
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.finished_input = true;
         self.flush_client(client);
         self.drive(now);
     }

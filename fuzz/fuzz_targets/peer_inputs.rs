@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lonc_core::config::{ConnectMode, LinkSettings};
-use lonc_core::io::{ClientId, ConnId, Output};
+use lonc_core::io::{ClientId, ConnId, Input, Output};
 use lonc_core::peer::Peer;
 
+/// An input with small ids, so they meet; turned into the core's [`Input`].
 #[derive(Debug, Arbitrary)]
 enum Op {
+    ClientOpened(u8),
     ClientData(u8, Vec<u8>),
     ClientEof(u8),
     ClientGone(u8),
@@ -23,12 +25,36 @@ enum Op {
     ConnClosed(u8),
     DelayedList(Vec<String>),
     DelayedRead(String, Option<Vec<u8>>),
-    Advance(u16),
+    Timeout,
     Revive,
     Shutdown(u8),
 }
 
-fuzz_target!(|input: (bool, u8, Vec<Op>)| {
+impl From<Op> for Input {
+    fn from(op: Op) -> Input {
+        let client = |c: u8| ClientId(c.into());
+        let conn = |c: u8| ConnId(c.into());
+        match op {
+            Op::ClientOpened(c) => Input::ClientOpened(client(c)),
+            Op::ClientData(c, d) => Input::ClientData(client(c), d),
+            Op::ClientEof(c) => Input::ClientEof(client(c)),
+            Op::ClientGone(c) => Input::ClientGone(client(c)),
+            Op::Connected(c) => Input::Connected(conn(c)),
+            Op::ConnectFailed(c) => Input::ConnectFailed(conn(c), "fuzz".into()),
+            Op::ConnData(c, d) => Input::ConnData(conn(c), d),
+            Op::ConnClosed(c) => Input::ConnClosed(conn(c)),
+            Op::DelayedList(names) => Input::DelayedList(names),
+            Op::DelayedRead(name, c) => {
+                Input::DelayedRead(name, c.ok_or_else(|| "unreadable".into()))
+            }
+            Op::Timeout => Input::Timeout,
+            Op::Revive => Input::Revive,
+            Op::Shutdown(g) => Input::Shutdown(Duration::from_secs(g.into())),
+        }
+    }
+}
+
+fuzz_target!(|input: (bool, u8, Vec<(u8, Op)>)| {
     let (on_demand, pipeline, ops) = input;
     let start = Instant::now();
     let mut now = start;
@@ -46,27 +72,9 @@ fuzz_target!(|input: (bool, u8, Vec<Op>)| {
     };
     let mut peer = Peer::new("peer", "own", "127.0.0.1", 5663, settings, 1, now);
     let mut opened: BTreeSet<ConnId> = BTreeSet::new();
-    for op in ops {
-        match op {
-            Op::ClientData(c, d) => peer.handle_client_data(now, ClientId(c.into()), &d),
-            Op::ClientEof(c) => peer.handle_client_eof(now, ClientId(c.into())),
-            Op::ClientGone(c) => peer.handle_client_gone(now, ClientId(c.into())),
-            Op::Connected(c) => peer.handle_connected(now, ConnId(c.into())),
-            Op::ConnectFailed(c) => peer.handle_connect_failed(now, ConnId(c.into()), "fuzz"),
-            Op::ConnData(c, d) => peer.handle_conn_data(now, ConnId(c.into()), &d),
-            Op::ConnClosed(c) => peer.handle_conn_closed(now, ConnId(c.into())),
-            Op::DelayedList(names) => peer.handle_delayed_list(now, &names),
-            Op::DelayedRead(name, content) => match content {
-                Some(c) => peer.handle_delayed_read(now, &name, Ok(&c)),
-                None => peer.handle_delayed_read(now, &name, Err("unreadable")),
-            },
-            Op::Advance(s) => {
-                now += Duration::from_millis(u64::from(s) * 100);
-                peer.handle_timeout(now);
-            }
-            Op::Revive => peer.revive(now),
-            Op::Shutdown(g) => peer.shutdown(now, Duration::from_secs(g.into())),
-        }
+    for (pause, op) in ops {
+        now += Duration::from_millis(u64::from(pause) * 100);
+        peer.handle(now, op.into());
         while let Some(out) = peer.poll_output() {
             match out {
                 Output::Connect { conn, .. } => {

@@ -165,23 +165,13 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
         match input {
             Input::ClientAccepted(client, writer) => {
                 self.clients.insert(client, writer);
+                self.peer.handle_client_opened(now, client);
             }
-            // Bytes from a client the core already closed are dropped: the core would take
-            // them for a new client.
-            Input::ClientData(client, data) => {
-                if self.clients.contains_key(&client) {
-                    self.peer.handle_client_data(now, client, &data);
-                }
-            }
-            Input::ClientEof(client) => {
-                if self.clients.contains_key(&client) {
-                    self.peer.handle_client_eof(now, client);
-                }
-            }
+            Input::ClientData(client, data) => self.peer.handle_client_data(now, client, &data),
+            Input::ClientEof(client) => self.peer.handle_client_eof(now, client),
             Input::ClientGone(client) => {
-                if self.clients.remove(&client).is_some() {
-                    self.peer.handle_client_gone(now, client);
-                }
+                self.clients.remove(&client);
+                self.peer.handle_client_gone(now, client);
             }
             Input::Connected(conn, stream) => {
                 if matches!(self.conns.get(&conn), Some(None)) {

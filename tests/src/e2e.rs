@@ -385,18 +385,26 @@ impl Daemon {
         let n = NEXT_DAEMON.fetch_add(1, Ordering::SeqCst);
         let stderr_path = site.dir.path().join(format!("stderr-{n}.txt"));
         let stderr = fs::File::create(&stderr_path).expect("stderr file");
-        let child = Command::new(binary(rt))
+        let child = Daemon::command(rt, site)
             .arg("--foreground")
-            .arg("--config")
+            .stderr(stderr)
+            .spawn()
+            .expect("start the daemon");
+        Daemon { child, stderr_path }
+    }
+
+    /// The command that runs `rt` on `site` as this user, without stdin and stdout (add
+    /// `--foreground` and stderr as needed).
+    pub fn command(rt: Runtime, site: &Site) -> Command {
+        let mut cmd = Command::new(binary(rt));
+        cmd.arg("--config")
             .arg(&site.config)
             .arg("--user")
             .arg(current_user())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the daemon");
-        Daemon { child, stderr_path }
+            .stderr(Stdio::null());
+        cmd
     }
 
     /// The daemon's pid.

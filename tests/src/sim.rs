@@ -157,10 +157,12 @@ impl World {
         self.now - self.start
     }
 
-    /// A new client id.
+    /// A new client connects; its id.
     pub fn new_client(&mut self) -> ClientId {
         let id = ClientId(self.next_client);
         self.next_client += 1;
+        self.peer.handle_client_opened(self.now, id);
+        self.drain();
         id
     }
 

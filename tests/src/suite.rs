@@ -16,7 +16,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,8 +25,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::e2e::{
-    Client, Daemon, PermLogLine, Runtime, Site, binary, cli, current_user, eventually,
-    is_perl_localtime, send, send_text,
+    Client, Daemon, PermLogLine, Runtime, Site, cli, eventually, is_perl_localtime, send, send_text,
 };
 
 /// Generates one `#[test]` per suite function for a runtime:
@@ -862,14 +860,7 @@ pub fn detaches_without_foreground(rt: Runtime) {
     }
     let site = Site::new(1, &[]);
     let _lond = site.lond();
-    let mut child = Command::new(binary(rt))
-        .arg("--config")
-        .arg(&site.config)
-        .arg("--user")
-        .arg(current_user())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut child = Daemon::command(rt, &site)
         .spawn()
         .expect("start the daemon");
     let mut status = None;

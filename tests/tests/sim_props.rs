@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lonc_core::config::{ConnectMode, LinkSettings};
-use lonc_core::io::{ClientId, ConnId};
+use lonc_core::io::{ClientId, ConnId, Input};
 use lonc_core::peer::{Peer, QUEUE_LIMIT};
 use lonc_tests::sim::World;
 use proptest::prelude::*;
@@ -236,24 +236,8 @@ proptest! {
     }
 }
 
-/// Raw inputs, not necessarily possible on a real network.
-#[derive(Debug, Clone)]
-enum Raw {
-    ClientData(u8, Vec<u8>),
-    ClientEof(u8),
-    ClientGone(u8),
-    Connected(u8),
-    ConnectFailed(u8),
-    ConnData(u8, Vec<u8>),
-    ConnClosed(u8),
-    List(Vec<String>),
-    Read(String, Option<Vec<u8>>),
-    Advance(u32),
-    Revive,
-    Shutdown(u8),
-}
-
-fn raw() -> impl Strategy<Value = Raw> {
+/// Raw inputs, not necessarily possible on a real network, each after a pause (ms).
+fn raw() -> impl Strategy<Value = (u32, Input)> {
     let bytes = || {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..40),
@@ -261,20 +245,26 @@ fn raw() -> impl Strategy<Value = Raw> {
                 .prop_map(String::into_bytes),
         ]
     };
-    prop_oneof![
-        (0u8..4, bytes()).prop_map(|(c, d)| Raw::ClientData(c, d)),
-        (0u8..4).prop_map(Raw::ClientEof),
-        (0u8..4).prop_map(Raw::ClientGone),
-        (0u8..4).prop_map(Raw::Connected),
-        (0u8..4).prop_map(Raw::ConnectFailed),
-        (0u8..4, bytes()).prop_map(|(c, d)| Raw::ConnData(c, d)),
-        (0u8..4).prop_map(Raw::ConnClosed),
-        proptest::collection::vec("[0-9]{1,2}\\.(peer|peer2|x)", 0..4).prop_map(Raw::List),
-        ("[0-9]{1,2}\\.peer", proptest::option::of(bytes())).prop_map(|(n, c)| Raw::Read(n, c)),
-        (0u32..400_000).prop_map(Raw::Advance),
-        Just(Raw::Revive),
-        any::<u8>().prop_map(Raw::Shutdown),
-    ]
+    let client = || (0u64..4).prop_map(ClientId);
+    let conn = || (0u64..4).prop_map(ConnId);
+    let input = prop_oneof![
+        client().prop_map(Input::ClientOpened),
+        (client(), bytes()).prop_map(|(c, d)| Input::ClientData(c, d)),
+        client().prop_map(Input::ClientEof),
+        client().prop_map(Input::ClientGone),
+        conn().prop_map(Input::Connected),
+        conn().prop_map(|c| Input::ConnectFailed(c, "x".into())),
+        (conn(), bytes()).prop_map(|(c, d)| Input::ConnData(c, d)),
+        conn().prop_map(Input::ConnClosed),
+        proptest::collection::vec("[0-9]{1,2}\\.(peer|peer2|x)", 0..4).prop_map(Input::DelayedList),
+        ("[0-9]{1,2}\\.peer", proptest::option::of(bytes()))
+            .prop_map(|(n, c)| Input::DelayedRead(n, c.ok_or_else(|| "unreadable".into()))),
+        Just(Input::Timeout),
+        Just(Input::Revive),
+        any::<u8>().prop_map(|g| Input::Shutdown(Duration::from_secs(g.into()))),
+    ];
+    let pause = prop_oneof![3 => Just(0u32), 1 => 0u32..400_000];
+    (pause, input)
 }
 
 proptest! {
@@ -293,27 +283,9 @@ proptest! {
             ..LinkSettings::default()
         };
         let mut peer = Peer::new("peer", "own", "127.0.0.1", 5663, settings, 3, now);
-        for input in inputs {
-            match input {
-                Raw::ClientData(c, d) => peer.handle_client_data(now, ClientId(c.into()), &d),
-                Raw::ClientEof(c) => peer.handle_client_eof(now, ClientId(c.into())),
-                Raw::ClientGone(c) => peer.handle_client_gone(now, ClientId(c.into())),
-                Raw::Connected(c) => peer.handle_connected(now, ConnId(c.into())),
-                Raw::ConnectFailed(c) => peer.handle_connect_failed(now, ConnId(c.into()), "x"),
-                Raw::ConnData(c, d) => peer.handle_conn_data(now, ConnId(c.into()), &d),
-                Raw::ConnClosed(c) => peer.handle_conn_closed(now, ConnId(c.into())),
-                Raw::List(names) => peer.handle_delayed_list(now, &names),
-                Raw::Read(name, content) => match content {
-                    Some(c) => peer.handle_delayed_read(now, &name, Ok(&c)),
-                    None => peer.handle_delayed_read(now, &name, Err("unreadable")),
-                },
-                Raw::Advance(ms) => {
-                    now += Duration::from_millis(ms.into());
-                    peer.handle_timeout(now);
-                }
-                Raw::Revive => peer.revive(now),
-                Raw::Shutdown(g) => peer.shutdown(now, Duration::from_secs(g.into())),
-            }
+        for (pause, input) in inputs {
+            now += Duration::from_millis(pause.into());
+            peer.handle(now, input);
             while peer.poll_output().is_some() {}
             prop_assert!(peer.queued() <= QUEUE_LIMIT);
             if let Some(t) = peer.poll_timeout() {

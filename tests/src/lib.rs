@@ -3,5 +3,9 @@
 #![warn(missing_docs)]
 
 pub mod e2e;
+pub mod hardening_config;
+pub mod hardening_files;
+pub mod hardening_spool;
+pub mod hardening_stop;
 pub mod sim;
 pub mod suite;

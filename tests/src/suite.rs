@@ -100,6 +100,25 @@ macro_rules! all_suite_tests {
             send_command,
             status_command,
         }
+        $crate::hardening_spool_tests!($rt);
+        $crate::hardening_files_tests!($rt);
+        $crate::hardening_config_tests!($rt);
+        $crate::hardening_stop_tests!($rt);
+    };
+}
+
+/// One `#[test]` per function of a suite module other than this one:
+/// `module_tests!(STD; hardening_spool; spool_partial_file_waits_for_its_lf, ...)`.
+#[macro_export]
+macro_rules! module_tests {
+    ($rt:expr; $module:ident; $($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            $(#[$attr])*
+            fn $name() {
+                $crate::$module::$name($rt)
+            }
+        )*
     };
 }
 

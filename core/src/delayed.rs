@@ -1,5 +1,71 @@
-//! Delayed (critical) messages: which spool files belong to a peer and in what order, and
+//! Delayed (critical) messages: the spool entries a runtime lists, which of them belong to
+//! a peer and in what order, the request a file holds (only a complete first line), and
 //! the `S` line appended to `lonnet.perm.log` once one is delivered.
+
+/// What kind of directory entry a spool name is. Only regular files are ever read; the
+/// runtime lists without following symbolic links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntryKind {
+    /// A regular file: a delayed message.
+    File,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A directory.
+    Directory,
+    /// A fifo, socket or device.
+    Other,
+}
+
+impl EntryKind {
+    /// The kind in words, for log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "a regular file",
+            EntryKind::Symlink => "a symbolic link",
+            EntryKind::Directory => "a directory",
+            EntryKind::Other => "not a regular file (fifo, socket or device)",
+        }
+    }
+}
+
+/// How a spool file looked when it was listed: it has changed when either differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch, as the runtime read it.
+    pub modified_ns: i128,
+}
+
+/// One entry of the delayed spool directory, answering `ListDelayed`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DelayedEntry {
+    /// The file name, without directory.
+    pub name: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Its size and modification time.
+    pub stamp: FileStamp,
+}
+
+impl DelayedEntry {
+    /// A regular file with this name and stamp.
+    pub fn file(name: &str, stamp: FileStamp) -> Self {
+        DelayedEntry {
+            name: name.to_owned(),
+            kind: EntryKind::File,
+            stamp,
+        }
+    }
+}
+
+/// True when `name` is a delayed message name for `peer_id`: it ends exactly in
+/// `.<peer_id>`, with something before the dot.
+pub fn is_for_peer(name: &str, peer_id: &str) -> bool {
+    name.len() > peer_id.len() + 1
+        && name.ends_with(peer_id)
+        && name.as_bytes()[name.len() - peer_id.len() - 1] == b'.'
+}
 
 /// A delivered delayed message, for `lonnet.perm.log`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +90,9 @@ impl PermLogEntry {
 /// The names among `names` that are delayed messages for `peer_id`: those ending exactly
 /// in `.<peer_id>`, with something before the dot, in name order (byte order).
 pub fn files_for_peer(names: &[String], peer_id: &str) -> Vec<String> {
-    let suffix = format!(".{peer_id}");
     let mut mine: Vec<String> = names
         .iter()
-        .filter(|n| n.len() > suffix.len() && n.ends_with(&suffix))
+        .filter(|n| is_for_peer(n, peer_id))
         .cloned()
         .collect();
     mine.sort();
@@ -38,6 +103,10 @@ pub fn files_for_peer(names: &[String], peer_id: &str) -> Vec<String> {
 /// Why a delayed file's content cannot be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DelayedProblem {
+    /// No LF yet: the file is still being written (lonnet writes a whole line with its
+    /// LF), or it is corrupt. Never sent cut.
+    #[error("has no complete first line (no LF)")]
+    Incomplete,
     /// The first line is empty.
     #[error("is empty")]
     Empty,
@@ -48,12 +117,17 @@ pub enum DelayedProblem {
 
 /// The request of a delayed file: its first line, LF removed, at most `max` bytes. The
 /// runtime may hand over only the start of a large file (up to `max + 1` bytes): a first
-/// line with no LF within `max` bytes is too long, never cut.
+/// line with no LF within `max` bytes is too long, never cut; a shorter one with no LF is
+/// [`DelayedProblem::Incomplete`], never sent as a prefix.
 pub fn request_of(content: &[u8], max: usize) -> Result<&[u8], DelayedProblem> {
-    let first = match memchr::memchr(b'\n', content) {
-        Some(end) => &content[..end],
-        None => content,
+    let Some(end) = memchr::memchr(b'\n', content) else {
+        return Err(if content.len() > max {
+            DelayedProblem::TooLong(max)
+        } else {
+            DelayedProblem::Incomplete
+        });
     };
+    let first = &content[..end];
     if first.len() > max {
         Err(DelayedProblem::TooLong(max))
     } else if first.is_empty() {
@@ -91,15 +165,35 @@ mod tests {
     #[test]
     fn request_is_the_first_line() {
         assert_eq!(request_of(b"put:a:b\nmore\n", 100), Ok(&b"put:a:b"[..]));
-        assert_eq!(request_of(b"put:a:b", 100), Ok(&b"put:a:b"[..]));
-        assert_eq!(request_of(b"put:a:b", 7), Ok(&b"put:a:b"[..]));
+        assert_eq!(request_of(b"put:a:b\n", 7), Ok(&b"put:a:b"[..]));
         assert_eq!(request_of(b"put:a:b", 6), Err(DelayedProblem::TooLong(6)));
         assert_eq!(
             request_of(b"put:a:bc\n", 7),
             Err(DelayedProblem::TooLong(7))
         );
         assert_eq!(request_of(b"\nput", 100), Err(DelayedProblem::Empty));
-        assert_eq!(request_of(b"", 100), Err(DelayedProblem::Empty));
+    }
+
+    /// Issue 7 item 1: a first line without its LF is a file still being written.
+    #[test]
+    fn spool_file_without_lf_is_incomplete_never_a_prefix() {
+        assert_eq!(
+            request_of(b"echo:par", 100),
+            Err(DelayedProblem::Incomplete)
+        );
+        assert_eq!(request_of(b"put:a:b", 7), Err(DelayedProblem::Incomplete));
+        assert_eq!(request_of(b"", 100), Err(DelayedProblem::Incomplete));
+        assert_eq!(request_of(b"echo:partial\n", 100), Ok(&b"echo:partial"[..]));
+    }
+
+    #[test]
+    fn peer_names_need_the_dot_and_a_stem() {
+        assert!(is_for_peer("1.put.msul1", "msul1"));
+        assert!(is_for_peer("x.msul1", "msul1"));
+        assert!(!is_for_peer(".msul1", "msul1"));
+        assert!(!is_for_peer("xmsul1", "msul1"));
+        assert!(!is_for_peer("x.amsul1", "msul1"));
+        assert!(!is_for_peer("msul1", "msul1"));
     }
 
     #[test]
@@ -126,6 +220,16 @@ mod tests {
             }
             let expected = names.iter().filter(|n| n.ends_with(&suffix) && n.len() > suffix.len()).count();
             prop_assert!(picked.len() <= expected);
+        }
+
+        #[test]
+        fn a_request_is_always_a_whole_first_line(content in proptest::collection::vec(proptest::num::u8::ANY, 0..64), max in 0usize..70) {
+            if let Ok(request) = request_of(&content, max) {
+                prop_assert!(request.len() <= max && !request.is_empty());
+                prop_assert!(!request.contains(&b'\n'));
+                prop_assert_eq!(content.get(request.len()), Some(&b'\n'));
+                prop_assert_eq!(&content[..request.len()], request);
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::delayed::PermLogEntry;
+use crate::delayed::{DelayedEntry, PermLogEntry};
 
 /// A local client connection on a peer's Unix socket. Chosen by the runtime, unique among
 /// the clients of one peer for the life of that peer.
@@ -91,14 +91,16 @@ pub enum Output {
         /// Which client.
         client: ClientId,
     },
-    /// List the file names in `lonSockDir/delayed/` and answer with `handle_delayed_list`.
+    /// List the entries of `lonSockDir/delayed/` (every kind, symlinks not followed, with
+    /// their size and modification time) and answer with `handle_delayed_list`.
     ListDelayed,
     /// Read the file `lonSockDir/delayed/<name>` and answer with `handle_delayed_read`.
     ReadDelayed {
         /// The file name, without directory.
         name: String,
     },
-    /// Delete the file `lonSockDir/delayed/<name>`; its reply has arrived.
+    /// Delete the file `lonSockDir/delayed/<name>`; its reply has arrived. A delete that
+    /// fails is answered with `handle_delayed_delete_failed`.
     DeleteDelayed {
         /// The file name, without directory.
         name: String,
@@ -125,14 +127,18 @@ pub enum Input {
     Connected(ConnId),
     /// `handle_connect_failed`.
     ConnectFailed(ConnId, String),
+    /// `handle_connect_local_error`.
+    ConnectLocalError(ConnId, String),
     /// `handle_conn_data`.
     ConnData(ConnId, Vec<u8>),
     /// `handle_conn_closed`.
     ConnClosed(ConnId),
     /// `handle_delayed_list`.
-    DelayedList(Vec<String>),
+    DelayedList(Vec<DelayedEntry>),
     /// `handle_delayed_read`: the content, or why it could not be read.
     DelayedRead(String, Result<Vec<u8>, String>),
+    /// `handle_delayed_delete_failed`: the file and why it could not be deleted.
+    DelayedDeleteFailed(String, String),
     /// `handle_timeout`.
     Timeout,
     /// `revive` (USR1).

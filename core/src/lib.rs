@@ -42,3 +42,4 @@ pub mod line;
 pub mod lond;
 pub mod peer;
 pub mod roster;
+pub mod spool_watch;

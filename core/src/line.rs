@@ -72,6 +72,14 @@ impl LineDecoder {
         None
     }
 
+    /// Changes the limit for the line being decoded and every later one (a link's
+    /// handshake lines are held to a tight bound, its replies to a large one). Bytes
+    /// already buffered are kept; a failed decoder stays failed.
+    pub fn set_max_line(&mut self, max_line: usize) {
+        self.max = max_line;
+        self.scanned = self.scanned.min(max_line);
+    }
+
     /// How many bytes are buffered.
     pub fn buffered(&self) -> usize {
         self.buf.len()
@@ -95,6 +103,23 @@ pub fn chomp(line: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_limit_can_be_raised_for_later_lines() {
+        let mut d = LineDecoder::new(4);
+        d.push(b"ok\nlong");
+        assert_eq!(d.next_line(), Some(Ok(Bytes::from_static(b"ok\n"))));
+        assert_eq!(d.next_line(), None);
+        d.set_max_line(100);
+        d.push(b"er line\n");
+        assert_eq!(
+            d.next_line(),
+            Some(Ok(Bytes::from_static(b"longer line\n")))
+        );
+        d.set_max_line(2);
+        d.push(b"abc");
+        assert_eq!(d.next_line(), Some(Err(LineTooLong { limit: 2 })));
+    }
 
     fn drain(d: &mut LineDecoder, out: &mut Vec<Result<Vec<u8>, LineTooLong>>) {
         if matches!(out.last(), Some(Err(_))) {

@@ -14,8 +14,14 @@
 //!   at once. Only a failed connect or handshake counts as a failed attempt, which starts a
 //!   backoff drawn from `[retry_min, retry_max)`; `max_attempts` of those in a row make the
 //!   peer dead until [`Peer::revive`].
+//! - Every handshake line is held to [`HANDSHAKE_LINE_LIMIT`] bytes; any protocol error
+//!   during the handshake is a failed attempt like a refusal.
+//! - A local resource error (out of file descriptors, memory) while opening a connection
+//!   is the daemon's problem, never the peer's: it is not a failed attempt; the peer
+//!   tries again after [`LOCAL_ERROR_RETRY`].
 //! - After each handshake, and every `delayed_rescan`, the peer's delayed files are sent,
-//!   one at a time and before any client request.
+//!   one at a time and before any client request. A file is sent only as a whole first
+//!   line; what the peer remembers about its files between rounds is [`SpoolWatch`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -26,10 +32,11 @@ use rand::{Rng, SeedableRng};
 
 use crate::cipher::{Decoded, LinkCipher};
 use crate::config::{ConnectMode, LinkSettings};
-use crate::delayed::{PermLogEntry, files_for_peer, request_of};
+use crate::delayed::{DelayedEntry, PermLogEntry, request_of};
 use crate::handshake::{Handshake, HandshakeStage, HandshakeStep};
 use crate::io::{ClientId, ConnId, Input, LogEvent, Output, Severity};
 use crate::line::{LineDecoder, chomp, encode_line};
+use crate::spool_watch::SpoolWatch;
 
 /// The reply a client gets when its request could not be carried out.
 pub const CON_LOST: &[u8] = b"con_lost\n";
@@ -42,6 +49,13 @@ pub const QUEUE_LIMIT: usize = 10_000;
 /// The most request bytes that may wait for a connection, per peer (at least one request
 /// of `max_request` bytes always fits).
 pub const QUEUE_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The longest line lond may send during the handshake (a challenge, `ok`, a host pair
+/// and a buildkey are all short), LF not counted.
+pub const HANDSHAKE_LINE_LIMIT: usize = 1024;
+/// How long a peer waits before it tries to connect again after a local resource error
+/// (EMFILE, ENFILE, ENOMEM): short, since the peer is not at fault.
+pub const LOCAL_ERROR_RETRY: Duration = Duration::from_secs(1);
 
 /// What a peer is doing, for the status file and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +230,9 @@ pub struct Peer {
     flush: Flush,
     pending_files: VecDeque<String>,
     next_rescan: Instant,
+    spool: SpoolWatch,
+    /// A local resource error was logged and no connection has opened since.
+    local_error_logged: bool,
 
     stopping: Option<Instant>,
     stopped: bool,
@@ -255,6 +272,8 @@ impl Peer {
             next_req: 0,
             flush: Flush::Idle,
             pending_files: VecDeque::new(),
+            spool: SpoolWatch::default(),
+            local_error_logged: false,
             stopping: None,
             stopped: false,
             outputs: VecDeque::new(),
@@ -328,12 +347,16 @@ impl Peer {
             Input::ClientGone(c) => self.handle_client_gone(now, c),
             Input::Connected(c) => self.handle_connected(now, c),
             Input::ConnectFailed(c, why) => self.handle_connect_failed(now, c, &why),
+            Input::ConnectLocalError(c, why) => self.handle_connect_local_error(now, c, &why),
             Input::ConnData(c, d) => self.handle_conn_data(now, c, &d),
             Input::ConnClosed(c) => self.handle_conn_closed(now, c),
-            Input::DelayedList(names) => self.handle_delayed_list(now, &names),
+            Input::DelayedList(entries) => self.handle_delayed_list(now, &entries),
             Input::DelayedRead(name, content) => {
                 let content = content.as_deref().map_err(String::as_str);
                 self.handle_delayed_read(now, &name, content)
+            }
+            Input::DelayedDeleteFailed(name, why) => {
+                self.handle_delayed_delete_failed(now, &name, &why)
             }
             Input::Timeout => self.handle_timeout(now),
             Input::Revive => self.revive(now),
@@ -397,14 +420,25 @@ impl Peer {
         self.drive(now);
     }
 
-    /// The client is gone (reset, write error): its queued requests are dropped and replies
-    /// owed to it are discarded. The runtime closes it; the core emits nothing for it.
+    /// The client is gone (it closed both directions, reset, write error): it can receive
+    /// no reply. Its requests not yet written to lond are dropped (logged at INFO with a
+    /// count, never their text); those already written are still read to completion so
+    /// the link stays in step, and their replies discarded. The runtime closes it; the
+    /// core emits no output for the client itself.
     pub fn handle_client_gone(&mut self, now: Instant, client: ClientId) {
         if self.clients.remove(&client).is_some() {
             let before = self.queue.len();
             self.queue.retain(|q| q.client != client);
-            if self.queue.len() != before {
+            let dropped = before - self.queue.len();
+            if dropped > 0 {
                 self.recount_queue();
+                self.log(
+                    Severity::Info,
+                    format!(
+                        "client {} went away; {dropped} of its requests not yet sent to lond dropped",
+                        client.0
+                    ),
+                );
             }
         }
         self.drive(now);
@@ -421,6 +455,7 @@ impl Peer {
         if !matches!(c.stage, Stage::Connecting { .. }) {
             return;
         }
+        self.local_error_logged = false;
         let init = hs.start();
         c.stage = Stage::Handshake { hs, deadline };
         c.last_active = now;
@@ -440,6 +475,38 @@ impl Peer {
         self.drive(now);
     }
 
+    /// The TCP connection `conn` could not be opened for a reason of this host's own: out
+    /// of file descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS), or no thread to
+    /// run it. Not a failed attempt: the peer is not at fault. Waiting clients get
+    /// `con_lost` as in a backoff, and a new attempt follows after [`LOCAL_ERROR_RETRY`].
+    /// Logged once until a connection opens again.
+    pub fn handle_connect_local_error(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        if self.conns.remove(&conn).is_some() {
+            self.retry_at = Some(now + LOCAL_ERROR_RETRY);
+            if !self.local_error_logged {
+                self.local_error_logged = true;
+                self.log(
+                    Severity::Warning,
+                    format!(
+                        "cannot open a connection to {}:{}: local resource limit ({reason}); \
+                         not the peer's fault, not counted as a failed attempt; retrying every {}s",
+                        self.host,
+                        self.port,
+                        LOCAL_ERROR_RETRY.as_secs_f64()
+                    ),
+                );
+            }
+            if matches!(
+                self.flush,
+                Flush::ReadyToSend { .. } | Flush::Reading(_) | Flush::Listing
+            ) && self.conns.is_empty()
+            {
+                self.abort_flush();
+            }
+        }
+        self.drive(now);
+    }
+
     /// Bytes lond sent on `conn`.
     pub fn handle_conn_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -452,7 +519,13 @@ impl Peer {
                 None => break,
                 Some(Ok(line)) => self.conn_line(now, conn, line),
                 Some(Err(e)) => {
-                    self.drop_conn(conn, format!("protocol error: reply {e}"));
+                    if c.is_ready() {
+                        self.drop_conn(conn, format!("protocol error: reply {e}"));
+                    } else {
+                        self.conns.remove(&conn);
+                        self.outputs.push_back(Output::CloseConn { conn });
+                        self.attempt_failed(now, format!("handshake failed: lond sent a {e}"));
+                    }
                     break;
                 }
             }
@@ -474,11 +547,24 @@ impl Peer {
         self.drive(now);
     }
 
-    /// The names in the delayed spool directory, answering [`Output::ListDelayed`].
-    pub fn handle_delayed_list(&mut self, now: Instant, names: &[String]) {
+    /// The entries of the delayed spool directory, answering [`Output::ListDelayed`].
+    pub fn handle_delayed_list(&mut self, now: Instant, entries: &[DelayedEntry]) {
         if self.flush == Flush::Listing {
-            self.pending_files = files_for_peer(names, &self.peer_id).into();
+            let (files, logs) = self.spool.round(entries, &self.peer_id);
+            for event in logs {
+                self.outputs.push_back(Output::Log(event));
+            }
+            self.pending_files = files.into();
             self.next_file();
+        }
+        self.drive(now);
+    }
+
+    /// A delivered delayed file could not be deleted ([`Output::DeleteDelayed`] failed):
+    /// it is not sent again until it changes (size or modification time) or USR1.
+    pub fn handle_delayed_delete_failed(&mut self, now: Instant, name: &str, why: &str) {
+        if let Some(event) = self.spool.delete_failed(name, why) {
+            self.outputs.push_back(Output::Log(event));
         }
         self.drive(now);
     }
@@ -491,16 +577,16 @@ impl Peer {
         }
         match content {
             Err(why) => {
-                self.delayed_failed(
-                    name,
-                    Severity::Critical,
-                    &format!("could not be read ({why})"),
-                );
+                if let Some(event) = self.spool.unreadable(name, why) {
+                    self.outputs.push_back(Output::Log(event));
+                }
                 self.next_file();
             }
             Ok(content) => match request_of(content, self.settings.max_request) {
                 Err(problem) => {
-                    self.delayed_failed(name, Severity::Warning, &problem.to_string());
+                    if let Some(event) = self.spool.problem(name, problem) {
+                        self.outputs.push_back(Output::Log(event));
+                    }
                     self.next_file();
                 }
                 Ok(request) => {
@@ -547,6 +633,7 @@ impl Peer {
         self.dead = false;
         self.retry_at = None;
         self.attempts = 0;
+        self.spool.retry_undeletable();
         if self.rescan_allowed() {
             self.start_flush();
         }
@@ -738,6 +825,7 @@ impl Peer {
                         cipher: Box::new(LinkCipher::new(&key)),
                         in_flight: VecDeque::new(),
                     };
+                    c.decoder.set_max_line(self.settings.max_reply);
                     self.attempts = 0;
                     self.retry_at = None;
                     self.dead = false;
@@ -1166,7 +1254,7 @@ impl Peer {
                 stage: Stage::Connecting {
                     deadline: now + self.settings.connect_timeout,
                 },
-                decoder: LineDecoder::new(self.settings.max_reply),
+                decoder: LineDecoder::new(HANDSHAKE_LINE_LIMIT.min(self.settings.max_reply)),
                 last_active: now,
             },
         );

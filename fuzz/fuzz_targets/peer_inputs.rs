@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lonc_core::config::{ConnectMode, LinkSettings};
+use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp};
 use lonc_core::io::{ClientId, ConnId, Input, Output};
 use lonc_core::peer::Peer;
 
@@ -21,10 +22,12 @@ enum Op {
     ClientGone(u8),
     Connected(u8),
     ConnectFailed(u8),
+    ConnectLocalError(u8),
     ConnData(u8, Vec<u8>),
     ConnClosed(u8),
-    DelayedList(Vec<String>),
+    DelayedList(Vec<(String, u8, u64, i64)>),
     DelayedRead(String, Option<Vec<u8>>),
+    DelayedDeleteFailed(String),
     Timeout,
     Revive,
     Shutdown(u8),
@@ -41,9 +44,28 @@ impl From<Op> for Input {
             Op::ClientGone(c) => Input::ClientGone(client(c)),
             Op::Connected(c) => Input::Connected(conn(c)),
             Op::ConnectFailed(c) => Input::ConnectFailed(conn(c), "fuzz".into()),
+            Op::ConnectLocalError(c) => Input::ConnectLocalError(conn(c), "fuzz".into()),
             Op::ConnData(c, d) => Input::ConnData(conn(c), d),
             Op::ConnClosed(c) => Input::ConnClosed(conn(c)),
-            Op::DelayedList(names) => Input::DelayedList(names),
+            Op::DelayedList(entries) => Input::DelayedList(
+                entries
+                    .into_iter()
+                    .map(|(name, kind, size, modified)| DelayedEntry {
+                        name,
+                        kind: [
+                            EntryKind::File,
+                            EntryKind::Symlink,
+                            EntryKind::Directory,
+                            EntryKind::Other,
+                        ][usize::from(kind % 4)],
+                        stamp: FileStamp {
+                            size,
+                            modified_ns: modified.into(),
+                        },
+                    })
+                    .collect(),
+            ),
+            Op::DelayedDeleteFailed(name) => Input::DelayedDeleteFailed(name, "fuzz".into()),
             Op::DelayedRead(name, c) => {
                 Input::DelayedRead(name, c.ok_or_else(|| "unreadable".into()))
             }

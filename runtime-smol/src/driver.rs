@@ -412,8 +412,8 @@ impl PeerTask {
             match action {
                 Action::Connect { conn, host, port } => self.connect(conn, host, port),
                 Action::ListDelayed => {
-                    let names = smol::unblock(move || spool_list(&spool, &logs, &id)).await;
-                    self.io.peer.handle_delayed_list(Instant::now(), &names);
+                    let entries = smol::unblock(move || spool_list(&spool, &logs, &id)).await;
+                    self.io.peer.handle_delayed_list(Instant::now(), &entries);
                 }
                 Action::ReadDelayed(name) => {
                     let max = self.io.peer.settings().max_request;
@@ -425,7 +425,12 @@ impl PeerTask {
                         .handle_delayed_read(Instant::now(), &name, content);
                 }
                 Action::DeleteDelayed(name) => {
-                    smol::unblock(move || spool_delete(&spool, &logs, &id, &name)).await;
+                    let n = name.clone();
+                    if let Err(why) = smol::unblock(move || spool_delete(&spool, &n)).await {
+                        self.io
+                            .peer
+                            .handle_delayed_delete_failed(Instant::now(), &name, &why);
+                    }
                 }
                 Action::PermLog(entry) => smol::unblock(move || logs.perm_log(&entry)).await,
                 Action::Log(event) => {

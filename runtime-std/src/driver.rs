@@ -14,6 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use lonc_core::delayed::DelayedEntry;
 use lonc_core::io::{ClientId, ConnId, Severity};
 use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
@@ -382,8 +383,8 @@ impl PeerThread {
             match action {
                 Action::Connect { conn, host, port } => self.connect(conn, host, port),
                 Action::ListDelayed => {
-                    let names = spool_list(spool, logs, id);
-                    self.io.peer.handle_delayed_list(now, &names);
+                    let entries = spool_list(spool, logs, id);
+                    self.io.peer.handle_delayed_list(now, &entries);
                 }
                 Action::ReadDelayed(name) => {
                     let max = self.io.peer.settings().max_request;
@@ -391,7 +392,11 @@ impl PeerThread {
                     let content = content.as_deref().map_err(String::as_str);
                     self.io.peer.handle_delayed_read(now, &name, content);
                 }
-                Action::DeleteDelayed(name) => spool_delete(spool, logs, id, &name),
+                Action::DeleteDelayed(name) => {
+                    if let Err(why) = spool_delete(spool, &name) {
+                        self.io.peer.handle_delayed_delete_failed(now, &name, &why);
+                    }
+                }
                 Action::PermLog(entry) => logs.perm_log(&entry),
                 Action::Log(event) => logs.log(id, event.severity, &event.message),
             }
@@ -438,9 +443,9 @@ pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStrea
     Err(last)
 }
 
-/// The delayed spool's file names for `ListDelayed`; an unreadable spool is
+/// The delayed spool's entries for `ListDelayed`; an unreadable spool is
 /// logged and taken as empty.
-pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<String> {
+pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<DelayedEntry> {
     spool.list().unwrap_or_else(|e| {
         let message = format!("cannot list the delayed spool: {e}");
         logs.log(peer, Severity::Critical, &message);
@@ -454,10 +459,8 @@ pub fn spool_read(spool: &Spool, name: &str, max: usize) -> Result<Vec<u8>, Stri
     spool.read_request(name, max).map_err(|e| e.to_string())
 }
 
-/// Deletes a delivered delayed file (`DeleteDelayed`), logging a failure.
-pub fn spool_delete(spool: &Spool, logs: &LogFiles, peer: &str, name: &str) {
-    if let Err(e) = spool.delete(name) {
-        let message = format!("cannot delete delayed message {name}: {e}");
-        logs.log(peer, Severity::Critical, &message);
-    }
+/// Deletes a delivered delayed file (`DeleteDelayed`); why it failed goes back to the
+/// core (`handle_delayed_delete_failed`), which decides what it means.
+pub fn spool_delete(spool: &Spool, name: &str) -> Result<(), String> {
+    spool.delete(name).map_err(|e| e.to_string())
 }

@@ -3,11 +3,12 @@
 //! belong to which peer, and in what order, is the core's business
 //! (`lonc_core::delayed`).
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, FileType, Metadata, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp};
 use nix::fcntl::OFlag;
 
 /// The delayed directory.
@@ -27,6 +28,27 @@ fn check_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The core's word for a file type.
+fn kind_of(kind: FileType) -> EntryKind {
+    if kind.is_file() {
+        EntryKind::File
+    } else if kind.is_symlink() {
+        EntryKind::Symlink
+    } else if kind.is_dir() {
+        EntryKind::Directory
+    } else {
+        EntryKind::Other
+    }
+}
+
+/// A file's size and modification time, as the core compares them.
+fn stamp_of(meta: &Metadata) -> FileStamp {
+    FileStamp {
+        size: meta.size(),
+        modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    }
+}
+
 impl Spool {
     /// The spool in `dir` (`lonSockDir/delayed`). The directory need not exist.
     pub fn new(dir: PathBuf) -> Self {
@@ -38,31 +60,35 @@ impl Spool {
         &self.dir
     }
 
-    /// The names of the regular files in the directory (symlinks, directories and other
-    /// kinds skipped, names that are not UTF-8 skipped), sorted. A missing directory is
-    /// an empty spool.
-    pub fn list(&self) -> io::Result<Vec<String>> {
+    /// Every entry of the directory with its kind, size and modification time, symbolic
+    /// links not followed (the core decides what to do with an entry that is not a
+    /// regular file), sorted by name. Names that are not UTF-8 are skipped (no peer id
+    /// can match them). A missing directory is an empty spool.
+    pub fn list(&self) -> io::Result<Vec<DelayedEntry>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut names = Vec::new();
+        let mut listed = Vec::new();
         for entry in entries {
             let entry = entry?;
-            // An entry removed meanwhile (a file just delivered) is simply skipped.
-            let Ok(kind) = entry.file_type() else {
+            let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if !kind.is_file() {
+            // `DirEntry::metadata` does not follow a symbolic link. An entry removed
+            // meanwhile (a file just delivered) is simply skipped.
+            let Ok(meta) = entry.metadata() else {
                 continue;
-            }
-            if let Ok(name) = entry.file_name().into_string() {
-                names.push(name);
-            }
+            };
+            listed.push(DelayedEntry {
+                name,
+                kind: kind_of(meta.file_type()),
+                stamp: stamp_of(&meta),
+            });
         }
-        names.sort();
-        Ok(names)
+        listed.sort();
+        Ok(listed)
     }
 
     /// The start of the file `name`: up to and including its first LF, or its first
@@ -123,20 +149,52 @@ mod tests {
     fn missing_directory_is_empty() {
         let dir = TempDir::new().unwrap();
         let spool = Spool::new(dir.path().join("nope"));
-        assert_eq!(spool.list().unwrap(), Vec::<String>::new());
+        assert!(spool.list().unwrap().is_empty());
     }
 
     #[test]
-    fn list_takes_regular_utf8_files_sorted() {
+    fn list_gives_every_utf8_entry_with_its_kind_sorted() {
         let (_d, s) = spool();
         for n in ["b.msul1", "a.msul1", "c.msul2"] {
             fs::write(s.dir().join(n), "x\n").unwrap();
         }
         fs::create_dir(s.dir().join("sub.msul1")).unwrap();
         std::os::unix::fs::symlink(s.dir().join("a.msul1"), s.dir().join("link.msul1")).unwrap();
+        nix::unistd::mkfifo(
+            &s.dir().join("f.msul1"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         let bad = std::ffi::OsStr::from_bytes(b"\xff.msul1");
         fs::write(s.dir().join(bad), "x\n").unwrap();
-        assert_eq!(s.list().unwrap(), ["a.msul1", "b.msul1", "c.msul2"]);
+        let listed: Vec<(String, EntryKind)> = s
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect();
+        let want = [
+            ("a.msul1", EntryKind::File),
+            ("b.msul1", EntryKind::File),
+            ("c.msul2", EntryKind::File),
+            ("f.msul1", EntryKind::Other),
+            ("link.msul1", EntryKind::Symlink),
+            ("sub.msul1", EntryKind::Directory),
+        ]
+        .map(|(n, k)| (n.to_string(), k));
+        assert_eq!(listed, want);
+    }
+
+    #[test]
+    fn list_stamps_change_when_a_file_grows() {
+        let (_d, s) = spool();
+        fs::write(s.dir().join("a.p"), "echo:par").unwrap();
+        let before = s.list().unwrap()[0].stamp;
+        assert_eq!(before.size, 8);
+        fs::write(s.dir().join("a.p"), "echo:partial\n").unwrap();
+        let after = s.list().unwrap()[0].stamp;
+        assert_ne!(before, after);
+        assert_eq!(after.size, 13);
     }
 
     #[test]

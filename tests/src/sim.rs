@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lonc_core::config::LinkSettings;
-use lonc_core::delayed::PermLogEntry;
+use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp, PermLogEntry};
 use lonc_core::io::{ClientId, ConnId, LogEvent, Output};
 use lonc_core::lond::{LondConfig, LondEvent, LondSession};
 use lonc_core::peer::Peer;
@@ -43,6 +43,11 @@ pub struct Script {
     pub stall_after_lines: Option<usize>,
     /// lond closes every connection after this many lines from lonc.
     pub close_after_lines: Option<usize>,
+    /// On every new connection lond first streams this many bytes with no LF (before its
+    /// challenge, which then never comes).
+    pub babble: Option<usize>,
+    /// Opening a connection fails with a local resource error (EMFILE) on this host.
+    pub out_of_fds: bool,
 }
 
 impl Default for Script {
@@ -54,6 +59,8 @@ impl Default for Script {
             corrupt_echo: false,
             stall_after_lines: None,
             close_after_lines: None,
+            babble: None,
+            out_of_fds: false,
         }
     }
 }
@@ -97,6 +104,12 @@ pub struct World {
     pub closed: BTreeSet<ClientId>,
     /// The delayed spool: file name -> content.
     pub spool: BTreeMap<String, Vec<u8>>,
+    /// Spool entries that are not regular files (symlinks, directories, fifos): never
+    /// to be read or deleted.
+    pub spool_odd: BTreeMap<String, EntryKind>,
+    /// Spool files whose delete fails (as a root-owned file in a sticky directory).
+    pub undeletable: BTreeSet<String>,
+
     /// `lonnet.perm.log` entries.
     pub perm_log: Vec<PermLogEntry>,
     /// `lonc.log` events.
@@ -132,6 +145,8 @@ impl World {
             replies: BTreeMap::new(),
             closed: BTreeSet::new(),
             spool: BTreeMap::new(),
+            spool_odd: BTreeMap::new(),
+            undeletable: BTreeSet::new(),
             perm_log: Vec::new(),
             log: Vec::new(),
             lond_requests: Vec::new(),
@@ -351,6 +366,12 @@ impl World {
                 if self.script.hang_connect {
                     return;
                 }
+                if self.script.out_of_fds {
+                    self.trace(format!("conn {}: too many open files", conn.0));
+                    self.peer
+                        .handle_connect_local_error(self.now, conn, "Too many open files");
+                    return;
+                }
                 if !self.script.listening {
                     self.trace(format!("conn {} refused", conn.0));
                     self.peer
@@ -375,6 +396,10 @@ impl World {
                     },
                 );
                 self.schedule(self.now, Event::Connected(conn));
+                if let Some(n) = self.script.babble {
+                    self.conns.get_mut(&conn).expect("just added").hung = true;
+                    self.schedule(self.now, Event::ToLonc(conn, vec![b'x'; n].into()));
+                }
             }
             Output::Transmit { conn, data } => self.send_to_lond(conn, &data),
             Output::CloseConn { conn } => {
@@ -395,11 +420,24 @@ impl World {
                 self.closed.insert(client);
             }
             Output::ListDelayed => {
-                let names: Vec<String> = self.spool.keys().cloned().collect();
+                let mut entries: Vec<DelayedEntry> = self
+                    .spool
+                    .iter()
+                    .map(|(name, content)| DelayedEntry::file(name, stamp_of(content)))
+                    .collect();
+                entries.extend(self.spool_odd.iter().map(|(name, kind)| DelayedEntry {
+                    name: name.clone(),
+                    kind: *kind,
+                    stamp: FileStamp::default(),
+                }));
+                let names: Vec<&String> = entries.iter().map(|e| &e.name).collect();
                 self.trace(format!("list delayed: {names:?}"));
-                self.peer.handle_delayed_list(self.now, &names);
+                self.peer.handle_delayed_list(self.now, &entries);
             }
             Output::ReadDelayed { name } => {
+                if self.spool_odd.contains_key(&name) {
+                    panic!("the peer read {name}, which is not a regular file");
+                }
                 let content = self.spool.get(&name).cloned();
                 match content {
                     Some(c) => self.peer.handle_delayed_read(self.now, &name, Ok(&c)),
@@ -410,6 +448,18 @@ impl World {
             }
             Output::DeleteDelayed { name } => {
                 self.trace(format!("delete delayed {name}"));
+                if self.spool_odd.contains_key(&name) {
+                    panic!("the peer deleted {name}, which is not a regular file");
+                }
+                if self.undeletable.contains(&name) {
+                    self.trace(format!("delete of {name} failed"));
+                    self.peer.handle_delayed_delete_failed(
+                        self.now,
+                        &name,
+                        "Operation not permitted",
+                    );
+                    return;
+                }
                 if let Some(content) = self.spool.remove(&name) {
                     let request = content.split(|&b| b == b'\n').next().unwrap_or(&[]);
                     let request = request.strip_prefix(b"encrypt:").unwrap_or(request);
@@ -514,5 +564,17 @@ impl World {
                 encrypted,
             },
         );
+    }
+}
+
+/// A spool file's stamp in the world: its size, and its content's FNV-1a hash for a
+/// modification time (any rewrite with other bytes changes it).
+pub fn stamp_of(content: &[u8]) -> FileStamp {
+    let hash = content.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    FileStamp {
+        size: content.len() as u64,
+        modified_ns: i128::from(hash),
     }
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lonc_core::config::{ConnectMode, LinkSettings};
+use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp};
 use lonc_core::io::{ClientId, ConnId, Input};
 use lonc_core::peer::{Peer, QUEUE_LIMIT};
 use lonc_tests::sim::World;
@@ -256,7 +257,30 @@ fn raw() -> impl Strategy<Value = (u32, Input)> {
         conn().prop_map(|c| Input::ConnectFailed(c, "x".into())),
         (conn(), bytes()).prop_map(|(c, d)| Input::ConnData(c, d)),
         conn().prop_map(Input::ConnClosed),
-        proptest::collection::vec("[0-9]{1,2}\\.(peer|peer2|x)", 0..4).prop_map(Input::DelayedList),
+        proptest::collection::vec(("[0-9]{1,2}\\.(peer|peer2|x)", 0u8..4, 0u64..3), 0..4).prop_map(
+            |entries| {
+                Input::DelayedList(
+                    entries
+                        .into_iter()
+                        .map(|(name, kind, size)| DelayedEntry {
+                            name,
+                            kind: [
+                                EntryKind::File,
+                                EntryKind::Symlink,
+                                EntryKind::Directory,
+                                EntryKind::Other,
+                            ][usize::from(kind)],
+                            stamp: FileStamp {
+                                size,
+                                modified_ns: 0,
+                            },
+                        })
+                        .collect(),
+                )
+            }
+        ),
+        "[0-9]{1,2}\\.peer".prop_map(|n| Input::DelayedDeleteFailed(n, "denied".into())),
+        conn().prop_map(|c| Input::ConnectLocalError(c, "Too many open files".into())),
         ("[0-9]{1,2}\\.peer", proptest::option::of(bytes()))
             .prop_map(|(n, c)| Input::DelayedRead(n, c.ok_or_else(|| "unreadable".into()))),
         Just(Input::Timeout),

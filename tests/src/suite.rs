@@ -125,14 +125,15 @@ macro_rules! module_tests {
 /// `loncRetryMax` of the generated site config: no backoff lasts longer.
 const RETRY_MAX: Duration = Duration::from_millis(400);
 /// `loncDelayedRescan` of the generated site config.
-const RESCAN: Duration = Duration::from_secs(1);
+pub const RESCAN: Duration = Duration::from_secs(1);
 
-fn ms(n: u64) -> Duration {
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// Waits (up to `limit`) for `f`; on failure panics naming `what`, with the daemon's log.
-fn wait_for(site: &Site, limit: Duration, what: &str, f: impl FnMut() -> bool) {
+pub fn wait_for(site: &Site, limit: Duration, what: &str, f: impl FnMut() -> bool) {
     assert!(
         eventually(limit, f),
         "timed out after {limit:?} waiting for {what}\nlonc.log:\n{}",
@@ -142,7 +143,7 @@ fn wait_for(site: &Site, limit: Duration, what: &str, f: impl FnMut() -> bool) {
 
 /// Sends `request` to `peer` until the reply is `want` (a peer in backoff answers
 /// `con_lost` at once, so this is how a test waits for a link to come back).
-fn wait_for_reply(site: &Site, peer: &str, request: &str, want: &str) {
+pub fn wait_for_reply(site: &Site, peer: &str, request: &str, want: &str) {
     let socket = site.socket(peer);
     let mut last = String::new();
     let ok = eventually(Duration::from_secs(10), || {
@@ -156,7 +157,7 @@ fn wait_for_reply(site: &Site, peer: &str, request: &str, want: &str) {
     );
 }
 
-fn now_epoch() -> u64 {
+pub fn now_epoch() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -157,6 +157,7 @@ pub fn wait_for_reply(site: &Site, peer: &str, request: &str, want: &str) {
     );
 }
 
+/// Seconds since the Unix epoch, now.
 pub fn now_epoch() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

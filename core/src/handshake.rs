@@ -8,6 +8,10 @@ use bytes::Bytes;
 use crate::key::{LinkKey, buildkey};
 use crate::line::{chomp, encode_line};
 
+/// The longest handshake line either side accepts (a challenge, its echo, `ok`, a host
+/// pair and a buildkey are all short), LF not counted. A longer one is a protocol error.
+pub const HANDSHAKE_LINE_LIMIT: usize = 1024;
+
 /// Where a handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeStage {

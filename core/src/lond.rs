@@ -45,7 +45,8 @@
 //!   application, even an encrypted `pong`.
 //!
 //! A line longer than [`LondConfig::max_line`] (LF not counted) closes the connection
-//! without a reply. After [`LondEvent::Close`] the session ignores every input and reply.
+//! without a reply; so does an `init` or challenge echo longer than
+//! [`crate::handshake::HANDSHAKE_LINE_LIMIT`]. After [`LondEvent::Close`] the session ignores every input and reply.
 //!
 //! ## Differences from the Perl lond, on purpose
 //! - The key is made exactly as the client makes it: `buildkey(own_id, client_id,
@@ -65,6 +66,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::cipher::{Decoded, LinkCipher};
+use crate::handshake::HANDSHAKE_LINE_LIMIT;
 use crate::key::buildkey;
 use crate::line::{LineDecoder, chomp, encode_line};
 
@@ -170,7 +172,7 @@ impl LondSession {
     /// A session for a freshly accepted connection, waiting for `init`.
     pub fn new(cfg: LondConfig) -> Self {
         LondSession {
-            decoder: LineDecoder::new(cfg.max_line),
+            decoder: LineDecoder::new(HANDSHAKE_LINE_LIMIT.min(cfg.max_line)),
             cfg,
             state: LondState::AwaitInit,
             cipher: None,
@@ -275,6 +277,7 @@ impl LondSession {
             LondState::AwaitEcho => {
                 if line == self.cfg.challenge.as_bytes() {
                     self.state = LondState::Accepted;
+                    self.decoder.set_max_line(self.cfg.max_line);
                     self.transmit(encode_line(OK));
                 } else {
                     self.refuse();
@@ -393,6 +396,23 @@ mod tests {
 
     fn events(s: &mut LondSession) -> Vec<LondEvent> {
         std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    #[test]
+    fn handshake_lines_are_bounded_tightly_requests_are_not() {
+        let mut s = LondSession::new(cfg());
+        s.handle_data(&vec![b'x'; HANDSHAKE_LINE_LIMIT + 1]);
+        assert_eq!(events(&mut s), vec![LondEvent::Close]);
+        let mut s = LondSession::new(cfg());
+        s.handle_data(b"init\n");
+        s.handle_data(format!("{CHALLENGE}\n").as_bytes());
+        events(&mut s);
+        let mut long = vec![b'y'; HANDSHAKE_LINE_LIMIT * 4];
+        long.push(b'\n');
+        s.handle_data(&long);
+        assert!(
+            matches!(events(&mut s).as_slice(), [LondEvent::Request { line, .. }] if line.len() == HANDSHAKE_LINE_LIMIT * 4)
+        );
     }
 
     fn tx(data: &[u8]) -> LondEvent {

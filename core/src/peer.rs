@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use crate::cipher::{Decoded, LinkCipher};
 use crate::config::{ConnectMode, LinkSettings};
 use crate::delayed::{DelayedEntry, PermLogEntry, request_of};
-use crate::handshake::{Handshake, HandshakeStage, HandshakeStep};
+use crate::handshake::{HANDSHAKE_LINE_LIMIT, Handshake, HandshakeStage, HandshakeStep};
 use crate::io::{ClientId, ConnId, Input, LogEvent, Output, Severity};
 use crate::line::{LineDecoder, chomp, encode_line};
 use crate::spool_watch::SpoolWatch;
@@ -50,9 +50,6 @@ pub const QUEUE_LIMIT: usize = 10_000;
 /// of `max_request` bytes always fits).
 pub const QUEUE_BYTES_LIMIT: usize = 64 * 1024 * 1024;
 
-/// The longest line lond may send during the handshake (a challenge, `ok`, a host pair
-/// and a buildkey are all short), LF not counted.
-pub const HANDSHAKE_LINE_LIMIT: usize = 1024;
 /// How long a peer waits before it tries to connect again after a local resource error
 /// (EMFILE, ENFILE, ENOMEM): short, since the peer is not at fault.
 pub const LOCAL_ERROR_RETRY: Duration = Duration::from_secs(1);

@@ -5,6 +5,7 @@
 pub mod e2e;
 pub mod hardening_config;
 pub mod hardening_files;
+pub mod hardening_link;
 pub mod hardening_spool;
 pub mod hardening_stop;
 pub mod sim;

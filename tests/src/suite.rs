@@ -100,6 +100,7 @@ macro_rules! all_suite_tests {
             send_command,
             status_command,
         }
+        $crate::hardening_link_tests!($rt);
         $crate::hardening_spool_tests!($rt);
         $crate::hardening_files_tests!($rt);
         $crate::hardening_config_tests!($rt);

@@ -5,7 +5,8 @@
 //! `encrypt:` / `enc:` transforms ([`cipher`]), `PerlSetVar` and `hosts.tab` parsing
 //! ([`config`], [`hosts`]), the client side of the classic handshake ([`handshake`]), one
 //! peer with its TCP connections, queue, timeouts, backoff and delayed messages
-//! ([`peer`], [`delayed`]), and the lond side of the handshake for test peers ([`lond`]).
+//! ([`peer`], [`delayed`], and [`spool_watch`] for what a peer remembers about its spool
+//! files between rounds), and the lond side of the handshake for test peers ([`lond`]).
 //!
 //! ## What the core never does
 //! It opens no socket or file, starts no thread, reads no clock and draws no randomness of

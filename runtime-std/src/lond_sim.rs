@@ -191,6 +191,7 @@ impl LondSim {
                 opts: l.opts,
                 client_id: Arc::clone(&client_id),
                 accepted: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
             });
             bound.push((info, listener));
         }
@@ -234,6 +235,16 @@ impl LondSim {
             .iter()
             .filter(|l| l.id == id)
             .map(|l| l.accepted.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// How many request lines (after the handshake) the listeners for host `id` have
+    /// received so far, on all their connections (0 for an unknown id).
+    pub fn requests(&self, id: &str) -> u64 {
+        self.listeners
+            .iter()
+            .filter(|l| l.id == id)
+            .map(|l| l.requests.load(Ordering::SeqCst))
             .sum()
     }
 
@@ -287,6 +298,7 @@ struct ListenerInfo {
     opts: SimOptions,
     client_id: Arc<str>,
     accepted: AtomicU64,
+    requests: AtomicU64,
 }
 
 /// What the accept threads, the connection threads and `stop` share.
@@ -603,6 +615,7 @@ impl Conn {
     }
 
     fn request(&mut self, id: u64, line: &[u8]) -> ControlFlow<()> {
+        self.info.requests.fetch_add(1, Ordering::SeqCst);
         if self.closing {
             return ControlFlow::Continue(());
         }

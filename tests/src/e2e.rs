@@ -381,15 +381,20 @@ impl Daemon {
 
     /// Starts `rt` without waiting for anything.
     pub fn spawn(rt: Runtime, site: &Site) -> Daemon {
+        Daemon::spawn_with(rt, site, |_| {})
+    }
+
+    /// Starts `rt` without waiting for anything, its command first changed by `setup`
+    /// (a resource limit set before `exec`, say).
+    pub fn spawn_with(rt: Runtime, site: &Site, setup: impl FnOnce(&mut Command)) -> Daemon {
         static NEXT_DAEMON: AtomicU32 = AtomicU32::new(0);
         let n = NEXT_DAEMON.fetch_add(1, Ordering::SeqCst);
         let stderr_path = site.dir.path().join(format!("stderr-{n}.txt"));
         let stderr = fs::File::create(&stderr_path).expect("stderr file");
-        let child = Daemon::command(rt, site)
-            .arg("--foreground")
-            .stderr(stderr)
-            .spawn()
-            .expect("start the daemon");
+        let mut cmd = Daemon::command(rt, site);
+        cmd.arg("--foreground").stderr(stderr);
+        setup(&mut cmd);
+        let child = cmd.spawn().expect("start the daemon");
         Daemon { child, stderr_path }
     }
 

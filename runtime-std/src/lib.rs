@@ -6,7 +6,11 @@
 pub mod cli;
 pub mod daemon;
 pub mod driver;
+pub mod fd_reserve;
+pub mod hangup;
+pub mod link_socket;
 pub mod load;
+pub mod local_error;
 pub mod logfile;
 pub mod lond_sim;
 pub mod paths;

@@ -1,0 +1,127 @@
+//! Opening one TCP link to lond, for both runtimes: the socket is created first and its
+//! descriptor checked against the reserve kept for clients ([`crate::fd_reserve`]) before
+//! anything goes on the wire, so a link that would not fit is never half opened (lond
+//! sees nothing); then a connect bounded in time.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrStorage, connect, getsockopt, socket, sockopt,
+};
+
+use crate::fd_reserve;
+
+/// Connects to `addr` within `timeout` (at least 1 ms) on a socket whose descriptor
+/// leaves the reserve free. The stream is blocking, close-on-exec.
+pub fn connect_checked(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    fd_reserve::check_link(fd.as_raw_fd())?;
+    match connect(fd.as_raw_fd(), &SockaddrStorage::from(*addr)) {
+        Ok(()) => {}
+        Err(Errno::EINPROGRESS) => wait_connected(&fd, timeout.max(Duration::from_millis(1)))?,
+        Err(e) => return Err(e.into()),
+    }
+    let stream = TcpStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Waits for a non-blocking connect on `fd` to finish, `timeout` at most.
+fn wait_connected(fd: &OwnedFd, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection timed out",
+            ));
+        }
+        // Rounded up, so the wait never ends just before the deadline.
+        let ms = left.as_millis().saturating_add(1);
+        let wait = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, wait) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {
+                return match getsockopt(fd, sockopt::SocketError)? {
+                    0 => Ok(()),
+                    errno => Err(io::Error::from_raw_os_error(errno)),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn connects_and_carries_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut stream = connect_checked(&addr, Duration::from_secs(5)).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        stream.write_all(b"ping\n").unwrap();
+        let mut buf = [0u8; 5];
+        server.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping\n");
+        // Blocking: a read waits for data rather than failing with WouldBlock.
+        let reader = std::thread::spawn(move || {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).map(|()| b)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        server.write_all(b"ok").unwrap();
+        assert_eq!(&reader.join().unwrap().unwrap(), b"ok");
+    }
+
+    #[test]
+    fn a_refused_connect_says_so() {
+        // Bound and closed: nothing listens there now.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = connect_checked(&addr, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+    }
+
+    #[test]
+    fn a_connect_that_gets_no_answer_times_out() {
+        // A listener whose queue is full drops further SYNs: the connect hangs.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        let start = Instant::now();
+        let err = loop {
+            match connect_checked(&addr, Duration::from_millis(200)) {
+                Ok(s) => held.push(s),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 10_000, "the listen queue never filled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(start.elapsed() < Duration::from_secs(30));
+    }
+}

@@ -3,22 +3,32 @@
 //! acceptor per peer socket, a reader and a writer per client and per TCP connection);
 //! connects, spool files and log writes run through `smol::unblock`, never on an executor
 //! thread. Every decision is the core's; the plumbing is `lonc-std`'s.
+//!
+//! A client that half-closed is watched for a later full close by a zero-timeout `poll`
+//! every [`HALF_CLOSED_POLL`], only while it is owed replies: async-io wakes a reader on
+//! `POLLRDHUP` too, so waiting for readiness at end of file would spin. Stopping uses
+//! channels, never the socket's path, and is bounded in time.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lonc_core::io::{ClientId, ConnId};
+use lonc_core::io::{ClientId, ConnId, Severity};
 use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
 use lonc_std::driver::{open_tcp, spool_delete, spool_list, spool_read};
+use lonc_std::hangup;
+use lonc_std::local_error::{alarm, is_local_resource_error};
+use lonc_std::logfile::LogFiles;
 use lonc_std::peer_io::{
-    self, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo, PeerSnapshot,
-    READ_CHUNK, Writers,
+    self, ACCEPT_PAUSE, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo,
+    PeerSnapshot, READ_CHUNK, STOP_SLACK, Writers,
 };
 use lonc_std::supervisor::{PeerContext, PeerSet};
 use smol::channel::{self, Receiver, Sender};
@@ -43,11 +53,15 @@ impl Outbox for SmolOutbox {
     }
 }
 
-/// Where a peer's tasks run, and the writers its shutdown waits for.
+/// How often a half-closed client that is owed replies is checked for a full close.
+pub const HALF_CLOSED_POLL: Duration = Duration::from_millis(200);
+
+/// Where a peer's tasks run, the writers its shutdown waits for, and the logs.
 #[derive(Clone)]
 struct PeerRt {
     executor: Arc<Executor<'static>>,
     writers: Writers,
+    logs: LogFiles,
 }
 
 /// A TCP connection's socket, closable from the peer task.
@@ -88,6 +102,7 @@ struct SmolPeer {
     task: Task<()>,
     snapshot: Arc<Mutex<PeerSnapshot>>,
     writers: Writers,
+    logs: LogFiles,
 }
 
 impl SmolPeers {
@@ -113,6 +128,7 @@ impl PeerSet for SmolPeers {
         let rt = PeerRt {
             executor: self.executor.clone(),
             writers: Writers::default(),
+            logs: ctx.logs.clone(),
         };
         let runner = PeerTask {
             io,
@@ -137,6 +153,7 @@ impl PeerSet for SmolPeers {
                 task,
                 snapshot,
                 writers: rt.writers,
+                logs: rt.logs,
             },
         );
         Ok(())
@@ -166,25 +183,48 @@ impl PeerSet for SmolPeers {
         }
     }
 
+    /// Bounded: a task still running [`STOP_SLACK`] after the grace period is logged and
+    /// cancelled, and the writers get [`CLOSE_FLUSH`] past that at most.
     fn stop(&mut self, ids: &[String], grace: Duration) {
         let mut stopping: Vec<SmolPeer> =
             ids.iter().filter_map(|id| self.peers.remove(id)).collect();
+        let stop_by = Instant::now() + grace + STOP_SLACK;
         // The supervisor is not an executor thread: waiting here blocks no task.
         smol::block_on(async {
             for p in &stopping {
-                let _ = p.stop_accept.send(()).await;
-                let _ = p.inputs.send(Input::Shutdown(grace)).await;
+                let _ = p.stop_accept.try_send(());
+                let _ = by(stop_by, p.inputs.send(Input::Shutdown(grace))).await;
             }
             for p in &mut stopping {
-                (&mut p.acceptor).await;
-                (&mut p.task).await;
+                for (what, task) in [("its acceptor", &mut p.acceptor), ("its task", &mut p.task)] {
+                    if by(stop_by, task).await.is_none() {
+                        let message = format!(
+                            "{what} did not stop within {}s of the end of the grace period; cancelled",
+                            STOP_SLACK.as_secs()
+                        );
+                        p.logs.log(&p.spec.id, Severity::Critical, &message);
+                    }
+                }
             }
         });
-        // Replies the peers finished in the grace period are still being written.
+        // Replies the peers finished in the grace period are still being written. (A task
+        // that did not stop is cancelled when `stopping` is dropped.)
         for p in &stopping {
-            p.writers.wait_idle(CLOSE_FLUSH);
+            let flush_by = (Instant::now() + CLOSE_FLUSH).min(stop_by + CLOSE_FLUSH);
+            p.writers
+                .wait_idle(flush_by.saturating_duration_since(Instant::now()));
         }
     }
+}
+
+/// `f`'s output, or `None` if `deadline` comes first.
+async fn by<T>(deadline: Instant, f: impl Future<Output = T>) -> Option<T> {
+    async { Some(f.await) }
+        .or(async {
+            Timer::at(deadline).await;
+            None
+        })
+        .await
 }
 
 /// Accepts clients on a peer's socket until told to stop.
@@ -203,10 +243,20 @@ async fn accept_loop(
             })
             .await;
         let Some(accepted) = accepted else { return };
-        let Ok((stream, _)) = accepted else {
-            // EMFILE and the like: back off a little rather than spin.
-            Timer::after(Duration::from_millis(20)).await;
-            continue;
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if is_local_resource_error(&e) => {
+                // The client waits in the listen queue until a descriptor frees.
+                let logs = rt.logs.clone();
+                smol::unblock(move || alarm().report(&logs, "accepting a client", &e)).await;
+                Timer::after(ACCEPT_PAUSE).await;
+                continue;
+            }
+            Err(_) => {
+                // A client that went away before it was accepted, and the like.
+                Timer::after(Duration::from_millis(20)).await;
+                continue;
+            }
         };
         let client = ClientId(NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let stream = Arc::new(stream);
@@ -223,21 +273,44 @@ async fn accept_loop(
         {
             return;
         }
-        let tx = tx.clone();
         rt.executor
-            .spawn(async move {
-                let end = read_loop(&stream, |data| {
-                    let tx = tx.clone();
-                    async move { tx.send(Input::ClientData(client, data)).await.is_ok() }
-                })
-                .await;
-                let _ = match end {
-                    ReadEnd::Eof => tx.send(Input::ClientEof(client)).await,
-                    ReadEnd::Failed => tx.send(Input::ClientGone(client)).await,
-                    ReadEnd::Dropped => Ok(()),
-                };
-            })
+            .spawn(read_client(client, stream, tx.clone()))
             .detach();
+    }
+}
+
+/// Reads a client's requests until it stops writing. A client that closed both
+/// directions is gone (`ClientGone`: its requests not yet sent are dropped); one that only
+/// half-closed (`ClientEof`) is then checked every [`HALF_CLOSED_POLL`] until it closes
+/// or its socket is shut down here (its replies are done).
+async fn read_client(client: ClientId, stream: Arc<Async<UnixStream>>, tx: Sender<Input>) {
+    let end = read_loop(&stream, |data| {
+        let tx = tx.clone();
+        async move { tx.send(Input::ClientData(client, data)).await.is_ok() }
+    })
+    .await;
+    let gone = |s: &Async<UnixStream>| hangup::closed_both(s.get_ref().as_fd());
+    match end {
+        ReadEnd::Dropped => {}
+        ReadEnd::Failed => {
+            let _ = tx.send(Input::ClientGone(client)).await;
+        }
+        ReadEnd::Eof if gone(&stream) => {
+            let _ = tx.send(Input::ClientGone(client)).await;
+        }
+        ReadEnd::Eof => {
+            if tx.send(Input::ClientEof(client)).await.is_err() {
+                return;
+            }
+            loop {
+                Timer::after(HALF_CLOSED_POLL).await;
+                if gone(&stream) {
+                    // Unknown to the peer by now if its replies were all written.
+                    let _ = tx.send(Input::ClientGone(client)).await;
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -373,6 +446,10 @@ impl PeerTask {
     fn connected(&mut self, now: Instant, conn: ConnId, stream: TcpStream) {
         let stream = match Async::new(stream) {
             Ok(s) => Arc::new(s),
+            Err(e) if is_local_resource_error(&e) => {
+                alarm().report(&self.ctx.logs, "registering a link", &e);
+                return self.io.attach_local_error(now, conn, &e.to_string());
+            }
             Err(e) => return self.io.attach_failed(now, conn, &e.to_string()),
         };
         let tx = self.self_tx.clone();
@@ -442,14 +519,15 @@ impl PeerTask {
 
     fn connect(&mut self, conn: ConnId, host: String, port: u16) {
         let tx = self.self_tx.clone();
+        let logs = self.ctx.logs.clone();
         let timeout = self.io.peer.settings().connect_timeout;
         self.rt
             .executor
             .spawn(async move {
-                let input = match smol::unblock(move || open_tcp(&host, port, timeout)).await {
-                    Ok(stream) => Input::Connected(conn, stream),
-                    Err(e) => Input::ConnectFailed(conn, e.to_string()),
-                };
+                let input = smol::unblock(move || {
+                    peer_io::connect_outcome(conn, open_tcp(&host, port, timeout), &logs)
+                })
+                .await;
                 let _ = tx.send(input).await;
             })
             .detach();

@@ -2,13 +2,22 @@
 //! carries out its outputs; small threads move bytes (an acceptor per peer socket, a
 //! reader and a writer per client and per TCP connection, a thread per connect attempt).
 //! Every decision is the core's: this file only moves bytes, files and timers.
+//!
+//! Each socket is one file descriptor, shared by its reader and writer threads (an
+//! `Arc`, never a `try_clone`), so a peer costs its listening socket and one descriptor
+//! per link, and a client one. An acceptor waits for clients in `poll()`, not in a
+//! blocked `accept()`: Linux reserves a descriptor number for every blocked `accept()`
+//! (one more per peer, and invisible in `/proc/<pid>/fd`). Stopping never goes through
+//! the filesystem: the listening socket is shut down, which wakes its acceptor, and the
+//! whole stop is bounded in time.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -18,11 +27,16 @@ use lonc_core::delayed::DelayedEntry;
 use lonc_core::io::{ClientId, ConnId, Severity};
 use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::hangup;
+use crate::link_socket;
+use crate::local_error::{alarm, is_local_resource_error};
 use crate::logfile::LogFiles;
 use crate::peer_io::{
-    self, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo, PeerSnapshot,
-    READ_CHUNK, Writers,
+    self, ACCEPT_PAUSE, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo,
+    PeerSnapshot, READ_CHUNK, STOP_SLACK, Writers,
 };
 use crate::spool::Spool;
 use crate::supervisor::PeerContext;
@@ -33,7 +47,7 @@ type Input = peer_io::Input<StdOutbox, TcpStream>;
 pub struct StdOutbox {
     tx: Sender<Bytes>,
     backlog: Backlog,
-    socket: Box<dyn ShutdownStream + Send>,
+    socket: Arc<dyn ShutdownStream + Send + Sync>,
 }
 
 impl Outbox for StdOutbox {
@@ -47,16 +61,34 @@ impl Outbox for StdOutbox {
     }
 }
 
+/// A TCP connection's socket as its reader and writer share it, closable from the peer
+/// thread.
+pub struct StdConn(Arc<TcpStream>);
+
+impl Closer for StdConn {
+    fn close_now(&self) {
+        self.0.close_now();
+    }
+
+    fn close_soon(&self) {
+        self.0.close_soon();
+    }
+}
+
 /// A running peer: its thread, its socket's acceptor, and the way to talk to it.
 pub struct PeerHandle {
     spec: PeerSpec,
     socket: PathBuf,
+    listener: Arc<UnixListener>,
     inputs: SyncSender<Input>,
     accept_stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
     thread: Option<JoinHandle<()>>,
     snapshot: Arc<Mutex<PeerSnapshot>>,
     writers: Writers,
+    logs: LogFiles,
+    /// Set by [`PeerHandle::begin_stop`]: when the peer's threads must have ended.
+    stop_by: Option<Instant>,
 }
 
 impl PeerHandle {
@@ -82,24 +114,41 @@ impl PeerHandle {
         let thread = thread::Builder::new()
             .name(format!("peer {}", spec.id))
             .spawn(move || runner.run())?;
+        listener.set_nonblocking(true)?;
+        let listener = Arc::new(listener);
         let accept_stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
-            let stop = accept_stop.clone();
-            let tx = tx.clone();
-            let writers = writers.clone();
+            let acceptor = Acceptor {
+                listener: listener.clone(),
+                tx: tx.clone(),
+                stop: accept_stop.clone(),
+                writers: writers.clone(),
+                logs: ctx.logs.clone(),
+            };
             thread::Builder::new()
                 .name(format!("accept {}", spec.id))
-                .spawn(move || accept_loop(listener, tx, stop, writers))?
+                .spawn(move || acceptor.run())
+        };
+        let acceptor = match acceptor {
+            Ok(a) => a,
+            Err(e) => {
+                // The peer thread stops at once: nothing was accepted.
+                let _ = tx.send(Input::Shutdown(Duration::ZERO));
+                return Err(e);
+            }
         };
         Ok(PeerHandle {
             spec,
             socket,
+            listener,
             inputs: tx,
             accept_stop,
             acceptor: Some(acceptor),
             thread: Some(thread),
             snapshot,
             writers,
+            logs: ctx.logs.clone(),
+            stop_by: None,
         })
     }
 
@@ -126,129 +175,255 @@ impl PeerHandle {
 
     /// USR1: revive the peer if dead, look at the delayed spool.
     pub fn revive(&self) {
-        let _ = self.inputs.send(Input::Revive);
+        send_by(
+            &self.inputs,
+            Input::Revive,
+            Instant::now() + Duration::from_secs(1),
+        );
     }
 
     /// Stops accepting clients at once, then lets requests in flight finish for up to
     /// `grace`, says `exit` to lond, and ends the thread. Returns without waiting; call
     /// [`PeerHandle::join`] to wait.
+    ///
+    /// Neither the socket's path nor a new descriptor is needed: the listening socket is
+    /// shut down, which wakes the acceptor's `poll()` at once (`POLLHUP`), whether the
+    /// socket file was removed or the daemon is out of descriptors.
     pub fn begin_stop(&mut self, grace: Duration) {
         self.accept_stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor blocked in accept().
-        let _ = UnixStream::connect(&self.socket);
-        let _ = self.inputs.send(Input::Shutdown(grace));
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let stop_by = Instant::now() + grace + STOP_SLACK;
+        self.stop_by = Some(stop_by);
+        send_by(&self.inputs, Input::Shutdown(grace), stop_by);
     }
 
     /// Waits for the peer's threads to end, and for its writers to flush what the peer
-    /// answered (up to [`CLOSE_FLUSH`]).
+    /// answered (up to [`CLOSE_FLUSH`]). Bounded: a thread still running [`STOP_SLACK`]
+    /// after the grace period is logged and left behind (the daemon exits without it),
+    /// and the writers get [`CLOSE_FLUSH`] past that at most.
     pub fn join(&mut self) {
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
+        let stop_by = *self
+            .stop_by
+            .get_or_insert_with(|| Instant::now() + STOP_SLACK);
+        for (what, slot) in [
+            ("its acceptor", &mut self.acceptor),
+            ("its thread", &mut self.thread),
+        ] {
+            let Some(t) = slot.take() else { continue };
+            if !join_by(t, stop_by) {
+                let message = format!(
+                    "{what} did not stop within {}s of the end of the grace period; left behind",
+                    STOP_SLACK.as_secs()
+                );
+                self.logs.log(&self.spec.id, Severity::Critical, &message);
+            }
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.writers.wait_idle(CLOSE_FLUSH);
+        let flush_by = (Instant::now() + CLOSE_FLUSH).min(stop_by + CLOSE_FLUSH);
+        self.writers
+            .wait_idle(flush_by.saturating_duration_since(Instant::now()));
     }
 }
 
+/// Sends `input` to a peer thread, waiting for room in its queue until `deadline` at most
+/// (a peer thread that does not take its inputs must not hold up the stop).
+fn send_by(tx: &SyncSender<Input>, mut input: Input, deadline: Instant) {
+    loop {
+        match tx.try_send(input) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(back)) => {
+                if Instant::now() >= deadline {
+                    return;
+                }
+                input = back;
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Joins `t` if it ends by `deadline`; false (and `t` left to run) otherwise.
+fn join_by(t: JoinHandle<()>, deadline: Instant) -> bool {
+    while !t.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let _ = t.join();
+    true
+}
+
 /// Accepts clients on a peer's socket until told to stop.
-fn accept_loop(
-    listener: UnixListener,
+struct Acceptor {
+    listener: Arc<UnixListener>,
     tx: SyncSender<Input>,
     stop: Arc<AtomicBool>,
     writers: Writers,
-) {
-    static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
+    logs: LogFiles,
+}
+
+impl Acceptor {
+    fn run(self) {
+        static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+        while !self.stop.load(Ordering::SeqCst) {
+            wait_readable(self.listener.as_fd());
+            if self.stop.load(Ordering::SeqCst) {
+                // Shut down by `begin_stop`.
+                break;
+            }
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) if is_local_resource_error(&e) => {
+                    // The client waits in the listen queue until a descriptor frees.
+                    alarm().report(&self.logs, "accepting a client", &e);
+                    thread::sleep(ACCEPT_PAUSE);
+                    continue;
+                }
+                Err(_) => {
+                    // A client that went away before it was accepted, and the like.
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            if stream.set_nonblocking(false).is_err() {
+                continue;
+            }
+            let client = ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
+            if !self.serve(client, Arc::new(stream)) {
+                break;
+            }
         }
-        let Ok(stream) = stream else {
-            // EMFILE and the like: back off a little rather than spin.
-            thread::sleep(Duration::from_millis(20));
-            continue;
-        };
-        let client = ClientId(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
-        let Ok(reader) = stream.try_clone() else {
-            continue;
-        };
-        let tx_reader = tx.clone();
-        let writer = spawn_writer(stream, &writers, {
-            let tx = tx.clone();
+    }
+
+    /// Starts a client's writer and reader; false if the peer thread is gone.
+    fn serve(&self, client: ClientId, stream: Arc<UnixStream>) -> bool {
+        let writer = spawn_writer(stream.clone(), &self.writers, {
+            let tx = self.tx.clone();
             move || {
                 let _ = tx.send(Input::ClientGone(client));
             }
         });
-        let Ok(writer) = writer else { continue };
-        if tx.send(Input::ClientAccepted(client, writer)).is_err() {
-            break;
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => {
+                // Dropping the stream closes the client.
+                alarm().report_thread(&self.logs, "starting a client's writer", &e);
+                return true;
+            }
+        };
+        if self.tx.send(Input::ClientAccepted(client, writer)).is_err() {
+            return false;
         }
+        let tx = self.tx.clone();
         let spawned = thread::Builder::new()
             .name("client reader".into())
-            .spawn(move || {
-                read_loop(
-                    reader,
-                    |data| tx_reader.send(Input::ClientData(client, data)).is_ok(),
-                    || {
-                        let _ = tx_reader.send(Input::ClientEof(client));
-                    },
-                    || {
-                        let _ = tx_reader.send(Input::ClientGone(client));
-                    },
-                )
-            });
-        if spawned.is_err() {
-            let _ = tx.send(Input::ClientGone(client));
+            .spawn(move || read_client(client, &stream, &tx));
+        if let Err(e) = spawned {
+            alarm().report_thread(&self.logs, "starting a client's reader", &e);
+            let _ = self.tx.send(Input::ClientGone(client));
+        }
+        true
+    }
+}
+
+/// Waits until the listening socket `fd` has a client waiting, or is shut down (or
+/// `poll` fails: the `accept()` that follows tells what is wrong).
+fn wait_readable(fd: BorrowedFd<'_>) {
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            _ => return,
         }
     }
 }
 
-/// Reads a stream in chunks until EOF (`eof`) or an error (`failed`); `data` returning
-/// false (the peer is gone) ends the loop.
-fn read_loop<R: Read>(
-    mut stream: R,
-    mut data: impl FnMut(Vec<u8>) -> bool,
-    eof: impl FnOnce(),
-    failed: impl FnOnce(),
-) {
+/// Reads a client's requests until it stops writing. A client that closed both
+/// directions is gone ([`Input::ClientGone`](peer_io::Input::ClientGone): its requests
+/// not yet sent are dropped); one that only half-closed ([`Input::ClientEof`](peer_io::Input::ClientEof)) is
+/// then watched until it closes or its socket is shut down here (its replies are done).
+fn read_client(client: ClientId, stream: &UnixStream, tx: &SyncSender<Input>) {
+    let end = read_loop(stream, |data| {
+        tx.send(Input::ClientData(client, data)).is_ok()
+    });
+    match end {
+        ReadEnd::Dropped => {}
+        ReadEnd::Failed => {
+            let _ = tx.send(Input::ClientGone(client));
+        }
+        ReadEnd::Eof if hangup::closed_both(stream.as_fd()) => {
+            let _ = tx.send(Input::ClientGone(client));
+        }
+        ReadEnd::Eof => {
+            if tx.send(Input::ClientEof(client)).is_ok() && hangup::wait_closed_both(stream.as_fd())
+            {
+                // Unknown to the peer by now if its replies were all written.
+                let _ = tx.send(Input::ClientGone(client));
+            }
+        }
+    }
+}
+
+/// How a read loop ended.
+enum ReadEnd {
+    /// End of file.
+    Eof,
+    /// A read error.
+    Failed,
+    /// The receiver of the data is gone.
+    Dropped,
+}
+
+/// Reads a stream in chunks until EOF, an error, or `data` returning false (the peer is
+/// gone).
+fn read_loop<R: Read>(mut stream: R, mut data: impl FnMut(Vec<u8>) -> bool) -> ReadEnd {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         match stream.read(&mut buf) {
-            Ok(0) => return eof(),
+            Ok(0) => return ReadEnd::Eof,
             Ok(n) => {
                 if !data(buf[..n].to_vec()) {
-                    return;
+                    return ReadEnd::Dropped;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return failed(),
+            Err(_) => return ReadEnd::Failed,
         }
     }
 }
 
 /// A thread that writes what it is sent to `stream`, in order; when the queue is dropped
 /// it shuts the stream down. A write error calls `failed` once and ends it.
-fn spawn_writer<W>(
-    stream: W,
+fn spawn_writer<S>(
+    stream: Arc<S>,
     writers: &Writers,
     failed: impl FnOnce() + Send + 'static,
 ) -> io::Result<StdOutbox>
 where
-    W: Write + ShutdownStream + TryCloneStream + Send + 'static,
+    S: ShutdownStream + Send + Sync + 'static,
+    for<'a> &'a S: Write,
 {
     let (tx, rx) = mpsc::channel::<Bytes>();
     let backlog = Backlog::default();
-    let socket = Box::new(stream.try_clone_stream()?);
     let guard = writers.enter();
     let written = backlog.clone();
+    let socket: Arc<dyn ShutdownStream + Send + Sync> = stream.clone();
     thread::Builder::new()
         .name("writer".into())
         .spawn(move || {
             let _guard = guard;
-            let mut stream = stream;
+            let mut out = &*stream;
             for data in rx {
-                if stream.write_all(&data).is_err() {
+                if out.write_all(&data).is_err() {
                     failed();
                     stream.shutdown_both();
                     return;
@@ -262,23 +437,6 @@ where
         backlog,
         socket,
     })
-}
-
-/// Cloning a socket's handle.
-trait TryCloneStream: Sized {
-    fn try_clone_stream(&self) -> io::Result<Self>;
-}
-
-impl TryCloneStream for UnixStream {
-    fn try_clone_stream(&self) -> io::Result<Self> {
-        self.try_clone()
-    }
-}
-
-impl TryCloneStream for TcpStream {
-    fn try_clone_stream(&self) -> io::Result<Self> {
-        self.try_clone()
-    }
 }
 
 /// Shutting down both directions of a socket.
@@ -300,7 +458,7 @@ impl ShutdownStream for TcpStream {
 
 /// The state of one peer thread.
 struct PeerThread {
-    io: PeerIo<StdOutbox, TcpStream>,
+    io: PeerIo<StdOutbox, StdConn>,
     id: String,
     inputs: Receiver<Input>,
     self_tx: SyncSender<Input>,
@@ -342,37 +500,43 @@ impl PeerThread {
         self.io.close_all();
     }
 
-    /// Starts the reader and writer of a new connection.
+    /// Starts the reader and writer of a new connection (both on the one socket).
     fn connected(&mut self, now: Instant, conn: ConnId, stream: TcpStream) {
-        let (reader, closer) = match (stream.try_clone(), stream.try_clone()) {
-            (Ok(r), Ok(c)) => (r, c),
-            _ => return self.io.attach_failed(now, conn, "cannot clone the socket"),
-        };
+        let stream = Arc::new(stream);
         let tx = self.self_tx.clone();
-        let writer = match spawn_writer(stream, &self.writers, move || {
+        let writer = match spawn_writer(stream.clone(), &self.writers, move || {
             let _ = tx.send(Input::ConnClosed(conn));
         }) {
             Ok(w) => w,
-            Err(e) => return self.io.attach_failed(now, conn, &e.to_string()),
+            Err(e) => return self.thread_failed(now, conn, "starting a link's writer", &e),
         };
         let tx = self.self_tx.clone();
+        let reader = stream.clone();
         let spawned = thread::Builder::new()
             .name(format!("lond reader {}", self.id))
             .spawn(move || {
-                let closed = tx.clone();
-                let data = |data| tx.send(Input::ConnData(conn, data)).is_ok();
-                let end = move || {
-                    let _ = closed.send(Input::ConnClosed(conn));
-                };
-                read_loop(reader, data, end.clone(), end)
+                let end = read_loop(&*reader, |data| {
+                    tx.send(Input::ConnData(conn, data)).is_ok()
+                });
+                if !matches!(end, ReadEnd::Dropped) {
+                    let _ = tx.send(Input::ConnClosed(conn));
+                }
             });
         match spawned {
-            Ok(_) => self.io.attach(now, conn, writer, closer),
+            Ok(_) => self.io.attach(now, conn, writer, StdConn(stream)),
             Err(e) => {
-                closer.close_now();
-                self.io.attach_failed(now, conn, &e.to_string());
+                stream.close_now();
+                self.thread_failed(now, conn, "starting a link's reader", &e);
             }
         }
+    }
+
+    /// A thread for the connection `conn` could not be started: the daemon's shortage,
+    /// not the peer's failure.
+    fn thread_failed(&mut self, now: Instant, conn: ConnId, doing: &str, e: &io::Error) {
+        alarm().report_thread(&self.ctx.logs, doing, e);
+        self.io
+            .attach_local_error(now, conn, &format!("{doing}: {e}"));
     }
 
     /// Carries out the peer's outputs; spool answers go straight back to the peer.
@@ -405,18 +569,17 @@ impl PeerThread {
 
     fn connect(&mut self, conn: ConnId, host: String, port: u16) {
         let tx = self.self_tx.clone();
+        let logs = self.ctx.logs.clone();
         let timeout = self.io.peer.settings().connect_timeout;
         let spawned = thread::Builder::new()
             .name(format!("connect {}", self.id))
             .spawn(move || {
-                let input = match open_tcp(&host, port, timeout) {
-                    Ok(stream) => Input::Connected(conn, stream),
-                    Err(e) => Input::ConnectFailed(conn, e.to_string()),
-                };
+                let input = peer_io::connect_outcome(conn, open_tcp(&host, port, timeout), &logs);
                 let _ = tx.send(input);
             });
         if let Err(e) = spawned {
-            let input = Input::ConnectFailed(conn, e.to_string());
+            let input =
+                peer_io::thread_failed(conn, "starting a connect thread", &e, &self.ctx.logs);
             let _ = self.io.handle::<TcpStream>(Instant::now(), input);
         }
     }
@@ -424,10 +587,15 @@ impl PeerThread {
 
 /// Resolves `host` and connects to the first address that answers within `timeout`,
 /// with TCP keepalive and no Nagle delay.
+///
+/// A connection whose descriptor would be one of those kept for clients
+/// ([`fd_reserve`](crate::fd_reserve)) is not opened: that error, like running out of descriptors or memory,
+/// is a local resource error
+/// ([`is_local_resource_error`](crate::local_error::is_local_resource_error)).
 pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
     for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1))) {
+        match link_socket::connect_checked(&addr, timeout) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
                 let _ = nix::sys::socket::setsockopt(
@@ -437,6 +605,8 @@ pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStrea
                 );
                 return Ok(stream);
             }
+            // Another address would meet the same shortage.
+            Err(e) if is_local_resource_error(&e) => return Err(e),
             Err(e) => last = e,
         }
     }

@@ -4,6 +4,7 @@
 //! for a runtime ([`Action`]: connect, spool files, log lines) depends on how it waits.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +14,9 @@ use lonc_core::delayed::PermLogEntry;
 use lonc_core::io::{ClientId, ConnId, LogEvent, Output, Severity};
 use lonc_core::peer::{Peer, PeerState};
 use lonc_core::roster::PeerSpec;
+
+use crate::local_error::{alarm, is_local_resource_error};
+use crate::logfile::LogFiles;
 
 /// How many inputs may wait for a peer's thread or task before readers wait
 /// (backpressure: at most this many read chunks are buffered per peer).
@@ -35,6 +39,9 @@ pub enum Input<W, S> {
     Connected(ConnId, S),
     /// A connect attempt failed.
     ConnectFailed(ConnId, String),
+    /// A connect attempt could not be made for a reason of this host's own (out of file
+    /// descriptors or memory, no thread): not the peer's failure. See [`connect_outcome`].
+    ConnectLocalError(ConnId, String),
     /// Bytes from lond.
     ConnData(ConnId, Vec<u8>),
     /// lond closed, or the connection failed.
@@ -60,6 +67,45 @@ pub use crate::writers::{Backlog, MAX_BACKLOG, WriterGuard, Writers};
 /// How long a closed connection's writer may still take to flush (`exit`, say) to a lond
 /// that does not read.
 pub const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+
+/// How long past the grace period a stopping peer's threads or tasks may take to end
+/// before the daemon stops without them (logging which peer did not stop).
+pub const STOP_SLACK: Duration = Duration::from_secs(3);
+
+/// The pause before `accept()` is tried again after a local resource error (out of file
+/// descriptors, say): the client waits in the listen queue meanwhile.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// The input for the outcome of a connect attempt: [`Input::Connected`], or for an error
+/// [`Input::ConnectLocalError`] when it is the daemon's own shortage
+/// ([`is_local_resource_error`], reported to the daemon-wide [`alarm`]), else
+/// [`Input::ConnectFailed`]. Both runtimes classify through this one function.
+pub fn connect_outcome<W>(
+    conn: ConnId,
+    result: io::Result<TcpStream>,
+    logs: &LogFiles,
+) -> Input<W, TcpStream> {
+    match result {
+        Ok(stream) => Input::Connected(conn, stream),
+        Err(e) if is_local_resource_error(&e) => {
+            alarm().report(logs, "opening a link to lond", &e);
+            Input::ConnectLocalError(conn, e.to_string())
+        }
+        Err(e) => Input::ConnectFailed(conn, e.to_string()),
+    }
+}
+
+/// The input for a connection whose thread could not be started while `doing`: a local
+/// resource error, reported to the daemon-wide [`alarm`].
+pub fn thread_failed<W, S>(
+    conn: ConnId,
+    doing: &str,
+    e: &io::Error,
+    logs: &LogFiles,
+) -> Input<W, S> {
+    alarm().report_thread(logs, doing, e);
+    Input::ConnectLocalError(conn, format!("{doing}: {e}"))
+}
 
 /// Closes a TCP connection's socket, whatever its writer is doing.
 pub trait Closer {
@@ -183,6 +229,7 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
                     self.peer.handle_connect_failed(now, conn, &why);
                 }
             }
+            Input::ConnectLocalError(conn, why) => self.attach_local_error(now, conn, &why),
             Input::ConnData(conn, data) => self.peer.handle_conn_data(now, conn, &data),
             Input::ConnClosed(conn) => self.conn_closed(now, conn),
             Input::Revive => self.peer.revive(now),
@@ -201,6 +248,14 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
     pub fn attach_failed(&mut self, now: Instant, conn: ConnId, why: &str) {
         self.conns.remove(&conn);
         self.peer.handle_connect_failed(now, conn, why);
+    }
+
+    /// The connection could not be set up for a reason of this host's own (see
+    /// [`Input::ConnectLocalError`]).
+    pub fn attach_local_error(&mut self, now: Instant, conn: ConnId, why: &str) {
+        if self.conns.remove(&conn).is_some() {
+            self.peer.handle_connect_local_error(now, conn, why);
+        }
     }
 
     fn conn_closed(&mut self, now: Instant, conn: ConnId) {

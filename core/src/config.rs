@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::hosts::{MAX_SOCKET_PATH, socket_path_len};
 
 /// How a peer's connections are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -436,6 +438,9 @@ impl<'a> Build<'a> {
         let lond_port = self.required_in("londPort", parse_port, Settings::LOND_PORT);
         let daemons_dir = self.required("lonDaemons", parse_path);
         let doc_root = self.required("lonDocRoot", parse_path);
+        if let Some(dir) = &sock_dir {
+            self.check_sock_dir(dir);
+        }
 
         let d = LinkSettings::default();
         type L = LinkSettings;
@@ -490,10 +495,20 @@ impl<'a> Build<'a> {
         })
     }
 
-    /// A warning for every line setting an unknown `lonc<Upper>…` variable.
+    /// A warning for every line setting an unknown `lonc<Upper>…` variable, and for every
+    /// line setting a known variable again (naming the line it overrides), in order.
     fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        let mut previous: HashMap<&str, &SetVar> = HashMap::new();
         for var in &self.builder.vars {
+            let name = var.name.as_str();
+            let known = REQUIRED_VARIABLES.contains(&name) || OPTIONAL_VARIABLES.contains(&name);
+            if known && let Some(before) = previous.insert(name, var) {
+                warnings.push(format!(
+                    "{}:{}: {name} is set again, overriding {}:{} (the last one wins)",
+                    var.source, var.line, before.source, before.line
+                ));
+            }
             let looks_ours = var
                 .name
                 .strip_prefix("lonc")
@@ -514,6 +529,21 @@ impl<'a> Build<'a> {
             ));
         }
         warnings
+    }
+
+    /// `lonSockDir` must leave room for a host id in a Unix socket path.
+    fn check_sock_dir(&mut self, dir: &Path) {
+        let shortest = socket_path_len(dir, "x");
+        if shortest <= MAX_SOCKET_PATH {
+            return;
+        }
+        if let Some(var) = self.last.get("lonSockDir").copied() {
+            let message = format!(
+                "{} is too long: the socket of a one-letter host id would be {shortest} bytes, a Unix socket path holds at most {MAX_SOCKET_PATH}",
+                dir.display()
+            );
+            self.invalid(var, message);
+        }
     }
 
     fn invalid(&mut self, var: &SetVar, message: String) {
@@ -1573,6 +1603,53 @@ PerlSetVar SomethingElse x
             ]
         );
         assert_eq!(loaded.settings.link, LinkSettings::default());
+    }
+
+    #[test]
+    fn duplicate_perlsetvar_warns() {
+        let a = "PerlSetVar loncPipeline 2\nPerlSetVar lonFoo 1\nPerlSetVar loncPipeline 3\n\
+                 PerlSetVar lonFoo 2\nPerlSetVar loncBogus 1\nPerlSetVar loncBogus 2\n";
+        let b = "# b\nPerlSetVar loncPipeline 4\nPerlSetVar lonHostID msu2\n";
+        let loaded = build(&[("base.conf", BASE), ("a.conf", a), ("b.conf", b)]).unwrap();
+        assert_eq!(loaded.settings.link.pipeline, 4, "the last one wins");
+        assert_eq!(loaded.settings.host_id, "msu2");
+        assert_eq!(
+            loaded.warnings,
+            [
+                "a.conf:3: loncPipeline is set again, overriding a.conf:1 (the last one wins)",
+                "a.conf:5: unknown variable loncBogus ignored",
+                "a.conf:6: unknown variable loncBogus ignored",
+                "b.conf:2: loncPipeline is set again, overriding a.conf:3 (the last one wins)",
+                "b.conf:3: lonHostID is set again, overriding base.conf:1 (the last one wins)",
+            ]
+        );
+        // The same value twice is still said: one of the lines is useless.
+        let twice = with("PerlSetVar loncUser www\nPerlSetVar loncUser www\n").unwrap();
+        assert_eq!(
+            twice.warnings,
+            ["extra.conf:2: loncUser is set again, overriding extra.conf:1 (the last one wins)"]
+        );
+        // Also when the config has errors.
+        let errors = with("PerlSetVar loncPipeline 0\nPerlSetVar loncPipeline 0\n").unwrap_err();
+        assert_eq!(errors.warnings.len(), 1);
+    }
+
+    #[test]
+    fn sock_dir_must_leave_room_for_a_socket() {
+        let fits = format!("/{}", "s".repeat(104)); // + "/x" = 107 bytes
+        let text = BASE.replace("/home/httpd/sockets", &fits);
+        assert_eq!(
+            build(&[("a.conf", &text)]).unwrap().settings.sock_dir,
+            PathBuf::from(&fits)
+        );
+        let over = format!("{fits}s");
+        let text = BASE.replace("/home/httpd/sockets", &over);
+        assert_eq!(
+            build(&[("a.conf", &text)]).unwrap_err().to_string(),
+            format!(
+                "a.conf:3: lonSockDir: {over} is too long: the socket of a one-letter host id would be 108 bytes, a Unix socket path holds at most 107"
+            )
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ macro_rules! hardening_config_tests {
             $rt; hardening_config;
             knob_out_of_range_is_rejected_at_load,
             zero_delayed_rescan_is_rejected,
+            hosts_tab_line_that_cannot_work_is_a_numbered_warning,
+            duplicate_perlsetvar_warns,
         }
     };
 }
@@ -178,7 +180,7 @@ pub fn hosts_tab_line_that_cannot_work_is_a_numbered_warning(rt: Runtime) {
         b"delayed:msu:library:spool.example:127.0.0.1\n",
         b"bracketed:msu:library:v6.example:[::1]\n",
         b"loopback6:msu:library:v6.example:::1\n",
-        b"linklocal:msu:library:v6.example:fe80::1\n",
+        b"documentation:msu:library:v6.example:2001:db8::1\n",
         b"spaced:msu:library:sp.example:my host\n",
         b"bad\xffid:msu:library:latin1.example:127.0.0.1\n",
     ];

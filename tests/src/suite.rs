@@ -108,18 +108,23 @@ macro_rules! all_suite_tests {
     };
 }
 
-/// One `#[test]` per function of a suite module other than this one:
+/// One `#[test]` per function of a suite module other than this one, inside a module of
+/// the same name (so `cargo test hardening_spool` runs that area):
 /// `module_tests!(STD; hardening_spool; spool_partial_file_waits_for_its_lf, ...)`.
 #[macro_export]
 macro_rules! module_tests {
     ($rt:expr; $module:ident; $($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        $(
-            #[test]
-            $(#[$attr])*
-            fn $name() {
-                $crate::$module::$name($rt)
-            }
-        )*
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                $(#[$attr])*
+                fn $name() {
+                    $crate::$module::$name($rt)
+                }
+            )*
+        }
     };
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use crate::cli::{ConfigArgs, SendArgs};
+use crate::cli::{ConfigArgs, SendArgs, program_name};
 use crate::load::{DaemonConfig, describe, load};
 use crate::paths::Paths;
 use crate::pidfile::{is_alive, read_pid};
@@ -109,7 +109,7 @@ fn send_request_bounded(
 /// Loads the config, printing errors (and returning the exit code) on failure.
 fn load_config(args: &ConfigArgs, err: &mut dyn Write) -> Result<DaemonConfig, i32> {
     load(&args.config_paths()).map_err(|e| {
-        let _ = writeln!(err, "lonc: {e}");
+        let _ = writeln!(err, "{}: {e}", program_name());
         EXIT_CONFIG
     })
 }
@@ -141,7 +141,8 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
     if !cfg.peers.iter().any(|p| p.id == args.peer) {
         let _ = writeln!(
             err,
-            "lonc: no peer {:?} in {}",
+            "{}: no peer {:?} in {}",
+            program_name(),
             args.peer,
             cfg.settings.tab_dir.join("hosts.tab").display()
         );
@@ -152,7 +153,8 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
         Err(e) => {
             let _ = writeln!(
                 err,
-                "lonc: cannot reach {} through {}: {e} (is lonc running?)",
+                "{}: cannot reach {} through {}: {e} (is lonc running?)",
+                program_name(),
                 args.peer,
                 socket.display()
             );
@@ -161,7 +163,8 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
         Ok(reply) if reply.is_empty() => {
             let _ = writeln!(
                 err,
-                "lonc: no reply from {}: the connection closed",
+                "{}: no reply from {}: the connection closed",
+                program_name(),
                 args.peer
             );
             EXIT_FAILED
@@ -171,7 +174,7 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
             let _ = out.write_all(b"\n");
             let _ = out.flush();
             if reply == b"con_lost" {
-                let _ = writeln!(err, "lonc: the link to {} is down", args.peer);
+                let _ = writeln!(err, "{}: the link to {} is down", program_name(), args.peer);
                 EXIT_FAILED
             } else {
                 EXIT_OK
@@ -245,7 +248,7 @@ fn run_status_to(
     }
     let before = file_version(&paths.status_file);
     if let Err(e) = send_signal(pid, Signal::SIGUSR1) {
-        let _ = writeln!(err, "lonc: cannot signal pid {pid}: {e}");
+        let _ = writeln!(err, "{}: cannot signal pid {pid}: {e}", program_name());
         return EXIT_FAILED;
     }
     let deadline = Instant::now() + wait;
@@ -276,7 +279,8 @@ fn run_status_to(
         Err(e) => {
             let _ = writeln!(
                 err,
-                "lonc: cannot read {}: {e}",
+                "{}: cannot read {}: {e}",
+                program_name(),
                 paths.status_file.display()
             );
             EXIT_FAILED

@@ -132,7 +132,7 @@ fn ms(n: u64) -> Duration {
 }
 
 /// Waits (up to `limit`) for `f`; on failure panics naming `what`, with the daemon's log.
-fn wait_for(site: &Site, limit: Duration, what: &str, f: impl FnMut() -> bool) {
+pub fn wait_for(site: &Site, limit: Duration, what: &str, f: impl FnMut() -> bool) {
     assert!(
         eventually(limit, f),
         "timed out after {limit:?} waiting for {what}\nlonc.log:\n{}",
@@ -987,7 +987,7 @@ pub fn second_instance_refuses(rt: Runtime) {
 }
 
 /// The status file, parsed: the header's pid and every peer line's fields.
-fn read_status(site: &Site) -> Option<(u32, Vec<Vec<String>>)> {
+pub fn read_status(site: &Site) -> Option<(u32, Vec<Vec<String>>)> {
     let text = fs::read_to_string(site.status_file()).ok()?;
     let mut lines = text.lines();
     let header = lines.next()?;
@@ -1284,7 +1284,8 @@ pub fn log_keeps_secrets(rt: Runtime) {
 
 // ----- operator commands -----
 
-fn os(s: &str) -> &OsStr {
+/// `s` as an `OsStr`, for [`cli`] arguments.
+pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 

@@ -26,6 +26,10 @@ const MAX_PID_FILE: u64 = 64;
 /// How often [`PidFile::create`] retries when the file it locked was replaced meanwhile.
 const LOCK_RETRIES: usize = 20;
 
+/// How long [`PidFile::create`] keeps trying a lock held by someone else before saying
+/// "already running": a [`lock_holder`] probe (`lonc status`) holds it for an instant.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Why the pid file could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum PidError {
@@ -167,7 +171,7 @@ impl PidFile {
             if !file.metadata().map_err(io_err)?.is_file() {
                 return Err(io_err(io::Error::other("not a regular file")));
             }
-            let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            let mut file = match lock_exclusive(file) {
                 Ok(locked) => locked,
                 Err((mut file, Errno::EWOULDBLOCK)) => {
                     let pid = holder_pid(&mut file);
@@ -252,6 +256,42 @@ fn claim(path: &Path, file: &mut File, me: u32) -> Result<bool, PidError> {
 fn release(file: Flock<File>) {
     if let Err((guard, _)) = file.unlock() {
         std::mem::forget(guard);
+    }
+}
+
+/// Takes the exclusive lock on `file` without blocking, trying again for [`BUSY_WAIT`]
+/// while someone else holds it (a passing [`lock_holder`] probe lets go at once; a
+/// running daemon does not).
+fn lock_exclusive(file: File) -> Result<Flock<File>, (File, Errno)> {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Err((f, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Who runs, according to the pid file at `path`: `Some(pid)` of the process that holds
+/// its lock (0 if it has not written its pid yet), `None` if nobody holds it (no file,
+/// not a regular file, a symlink, or a stale file whatever pid it names). The probe
+/// takes a shared lock for an instant when the file is free.
+pub fn lock_holder(path: &Path) -> Option<i32> {
+    let file = open_existing(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(locked) => {
+            release(locked);
+            None
+        }
+        Err((mut file, Errno::EWOULDBLOCK)) => Some(holder_pid(&mut file)),
+        Err(_) => None,
     }
 }
 
@@ -431,6 +471,39 @@ mod tests {
             drop(pf);
             assert!(!path.exists());
         }
+    }
+
+    /// Item 9: the lock tells who runs: nobody for a missing, stale or linked file, the
+    /// holder's pid for a held one; a probe does not stop a daemon from starting.
+    #[test]
+    fn lock_holder_follows_the_lock_not_the_pid() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("lonc.pid");
+        assert_eq!(lock_holder(&path), None);
+        fs::write(&path, "1\n").unwrap();
+        assert_eq!(lock_holder(&path), None);
+        let pf = PidFile::create(&path).unwrap();
+        assert_eq!(lock_holder(&path), Some(me()));
+        drop(pf);
+        assert_eq!(lock_holder(&path), None);
+        let link = dir.path().join("link.pid");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(lock_holder(&link), None);
+        // Probing while a daemon starts does not make it fail.
+        fs::write(&path, "1\n").unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    lock_holder(&path);
+                }
+            });
+            for _ in 0..20 {
+                drop(PidFile::create(&path).unwrap());
+                fs::write(&path, "1\n").unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     #[test]

@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use crate::cli::{ConfigArgs, SendArgs, program_name};
 use crate::load::{DaemonConfig, describe, load};
 use crate::paths::Paths;
-use crate::pidfile::{is_alive, read_pid};
+use crate::pidfile::{is_alive, lock_holder, read_pid};
 use crate::process::send_signal;
 
 /// The longest reply `send` accepts (256 MiB, the default `loncMaxReply`), LF excluded.
@@ -230,22 +230,33 @@ fn run_status_to(
         Err(code) => return code,
     };
     let paths = Paths::new(&cfg.settings);
-    let Some(pid) = read_pid(&paths.pid_file) else {
-        let _ = writeln!(
-            err,
-            "lonc is not running (no pid in {})",
-            paths.pid_file.display()
-        );
-        return EXIT_FAILED;
+    // The lock decides who runs, not whether the pid in the file is alive: after a
+    // reboot that pid may belong to anyone.
+    let pid = match lock_holder(&paths.pid_file) {
+        Some(pid) if pid > 0 => pid,
+        Some(_) => {
+            let _ = writeln!(
+                err,
+                "lonc is starting (no pid in {} yet); try again",
+                paths.pid_file.display()
+            );
+            return EXIT_FAILED;
+        }
+        None => {
+            let why = match read_pid(&paths.pid_file) {
+                None => format!("no pid in {}", paths.pid_file.display()),
+                Some(pid) if !is_alive(pid) => {
+                    format!("pid {pid} in {} is gone", paths.pid_file.display())
+                }
+                Some(pid) => format!(
+                    "pid {pid} in {} is stale: no process holds the file's lock",
+                    paths.pid_file.display()
+                ),
+            };
+            let _ = writeln!(err, "lonc is not running ({why})");
+            return EXIT_FAILED;
+        }
     };
-    if !is_alive(pid) {
-        let _ = writeln!(
-            err,
-            "lonc is not running (pid {pid} in {} is gone)",
-            paths.pid_file.display()
-        );
-        return EXIT_FAILED;
-    }
     let before = file_version(&paths.status_file);
     if let Err(e) = send_signal(pid, Signal::SIGUSR1) {
         let _ = writeln!(err, "{}: cannot signal pid {pid}: {e}", program_name());
@@ -498,6 +509,33 @@ mod tests {
         assert_eq!(code, 2);
     }
 
+    /// Item 9: the pid file's lock decides for `status` too: a live but unrelated pid in
+    /// a file nobody holds locked (as after a reboot) is not signalled.
+    #[test]
+    fn status_does_not_signal_the_pid_of_an_unlocked_file() {
+        let dir = TempDir::new().unwrap();
+        let config = setup(dir.path());
+        let pid_file = dir.path().join("daemons/logs/lonc.pid");
+        fs::create_dir_all(pid_file.parent().unwrap()).unwrap();
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        fs::write(&pid_file, format!("{}\n", stranger.id())).unwrap();
+        let (code, _, err) = capture(|o, e| run_status_to(&config, Duration::ZERO, o, e));
+        // USR1 would have killed it.
+        thread::sleep(Duration::from_millis(100));
+        let alive = stranger.try_wait().unwrap().is_none();
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert!(
+            alive,
+            "status signalled a process that does not hold the lock"
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("not running"), "{err}");
+    }
+
     #[test]
     fn status_signals_and_prints_the_new_file() {
         use signal_hook::consts::SIGUSR1;
@@ -506,8 +544,8 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let config = setup(dir.path());
         let paths = Paths::new(&load(&config.config).unwrap().settings);
-        fs::create_dir_all(paths.pid_file.parent().unwrap()).unwrap();
-        fs::write(&paths.pid_file, format!("{}\n", std::process::id())).unwrap();
+        // This process holds the pid file, as the daemon does.
+        let _pid_file = crate::pidfile::PidFile::create(&paths.pid_file).unwrap();
         crate::status::write_status(&paths.status_file, "old\n").unwrap();
 
         // This test process plays the daemon: USR1 rewrites the status file.

@@ -147,7 +147,7 @@ impl PidFile {
     /// Fails with [`PidError::AlreadyRunning`] if another process holds its lock. A file
     /// nobody holds locked is overwritten, whatever it says: the pid in it may be alive
     /// and unrelated (pids are reused after a reboot). A symlink at `path` is refused,
-    /// not followed.
+    /// not followed; so is a file with other hard links.
     pub fn create(path: &Path) -> Result<PidFile, PidError> {
         let io_err = |source: io::Error| PidError::Io {
             path: path.to_owned(),
@@ -168,8 +168,15 @@ impl PidFile {
                 path,
             )
             .map_err(io_err)?;
-            if !file.metadata().map_err(io_err)?.is_file() {
+            let meta = file.metadata().map_err(io_err)?;
+            if !meta.is_file() {
                 return Err(io_err(io::Error::other("not a regular file")));
+            }
+            // Writing the pid would overwrite the file another name shares.
+            if meta.nlink() > 1 {
+                return Err(io_err(io::Error::other(
+                    "it has other hard links, so it is not lonc's own file: remove it",
+                )));
             }
             let mut file = match lock_exclusive(file) {
                 Ok(locked) => locked,
@@ -504,6 +511,20 @@ mod tests {
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
+    }
+
+    /// Item 5: a hard link planted at the pid file's path (another file of the daemon's
+    /// user) is refused, not overwritten.
+    #[test]
+    fn hard_linked_pid_file_is_refused() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "keep\n").unwrap();
+        let path = dir.path().join("lonc.pid");
+        fs::hard_link(&target, &path).unwrap();
+        let err = PidFile::create(&path).unwrap_err();
+        assert!(err.to_string().contains("hard link"), "{err}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod load;
 pub mod logfile;
 pub mod lond_sim;
+pub mod nofollow;
 pub mod paths;
 pub mod peer_io;
 pub mod pidfile;

@@ -995,7 +995,7 @@ pub fn second_instance_refuses(rt: Runtime) {
 }
 
 /// The status file, parsed: the header's pid and every peer line's fields.
-fn read_status(site: &Site) -> Option<(u32, Vec<Vec<String>>)> {
+pub fn read_status(site: &Site) -> Option<(u32, Vec<Vec<String>>)> {
     let text = fs::read_to_string(site.status_file()).ok()?;
     let mut lines = text.lines();
     let header = lines.next()?;
@@ -1292,7 +1292,8 @@ pub fn log_keeps_secrets(rt: Runtime) {
 
 // ----- operator commands -----
 
-fn os(s: &str) -> &OsStr {
+/// `s` as an `OsStr`, for [`cli`] arguments.
+pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 

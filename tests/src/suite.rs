@@ -489,11 +489,13 @@ pub fn delayed_files_go_first_in_name_order(rt: Runtime) {
             "1700000001.1.99.put.peer1",
             "encrypt:echo:delayed secret\nsecond line never sent\n",
         ),
-        ("1700000002.1.99.put.peer1", "echo:second"),
+        ("1700000002.1.99.put.peer1", "echo:second\n"),
         ("1700000001.1.99.put.peer2", "echo:for peer2\n"),
         ("1700000001.1.99.put.peer9", "echo:nobody's\n"),
-        // Empty: logged and left in place, and it holds back none of the others.
-        ("1700000000.1.99.put.peer1", ""),
+        // An empty first line: logged and left in place, and it holds back none of the
+        // others. (A file with no LF at all is one still being written: see
+        // `hardening_spool`.)
+        ("1700000000.1.99.put.peer1", "\n"),
     ];
     for (name, content) in files {
         site.write_delayed(name, content.as_bytes());

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::hosts::{MAX_SOCKET_PATH, socket_path_len};
 
 /// How a peer's connections are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,106 @@ impl Default for LinkSettings {
     }
 }
 
+/// Seconds in a day: the top of the ranges where a longer wait is nonsense.
+const DAY: Duration = Duration::from_secs(86_400);
+/// Seconds in an hour.
+const HOUR: Duration = Duration::from_secs(3_600);
+/// A tenth of a second: the shortest timeout or backoff (zero would fail every request or
+/// reconnect in a hot loop).
+const TENTH: Duration = Duration::from_millis(100);
+/// The longest duration accepted by any knob, [`MAX_DURATION_SECS`].
+const MAX_DURATION: Duration = Duration::from_secs(MAX_DURATION_SECS);
+/// A gibibyte: the largest line lonc accepts.
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The valid range of every knob, next to its knob: a value outside it is an error at
+/// load (`file:line: knob: value is out of range (min to max unit)`), as an unparsable
+/// one is. The README's knob table shows the same ranges (a test keeps them in step).
+impl LinkSettings {
+    /// `loncTransactionTimeout`: 0.1 s (zero would fail every request) to a day.
+    pub const TRANSACTION_TIMEOUT: Range<Duration> = Range::new(TENTH, DAY, "seconds");
+    /// `loncHandshakeTimeout`: 0.1 s to an hour.
+    pub const HANDSHAKE_TIMEOUT: Range<Duration> = Range::new(TENTH, HOUR, "seconds");
+    /// `loncConnectTimeout`: 0.1 s to an hour.
+    pub const CONNECT_TIMEOUT: Range<Duration> = Range::new(TENTH, HOUR, "seconds");
+    /// `loncPongDelay`: none at all to a minute (the original slept 5 s).
+    pub const PONG_DELAY: Range<Duration> =
+        Range::new(Duration::ZERO, Duration::from_secs(60), "seconds");
+    /// `loncRetryMin`: 0.1 s (no hot reconnect loop) to a day; at most `loncRetryMax`.
+    pub const RETRY_MIN: Range<Duration> = Range::new(TENTH, DAY, "seconds");
+    /// `loncRetryMax`: 0.1 s to a day; at least `loncRetryMin`.
+    pub const RETRY_MAX: Range<Duration> = Range::new(TENTH, DAY, "seconds");
+    /// `loncMaxAttempts`: 1 to a million.
+    pub const MAX_ATTEMPTS: Range<u64> = Range::new(1, 1_000_000, "");
+    /// `loncDelayedRescan`: a second (zero made the daemon spin) to ten years.
+    pub const DELAYED_RESCAN: Range<Duration> =
+        Range::new(Duration::from_secs(1), MAX_DURATION, "seconds");
+    /// `loncMaxRequest`: 1 KiB to 1 GiB.
+    pub const MAX_REQUEST: Range<u64> = Range::new(1024, GIB, "bytes");
+    /// `loncMaxReply`: 1 KiB to 1 GiB.
+    pub const MAX_REPLY: Range<u64> = Range::new(1024, GIB, "bytes");
+    /// `loncIdleTimeout`: 0.1 s to ten years.
+    pub const IDLE_TIMEOUT: Range<Duration> = Range::new(TENTH, MAX_DURATION, "seconds");
+    /// `loncMaxConnections`: 1 to 64 (each one is a lond process on the peer).
+    pub const MAX_CONNECTIONS: Range<u64> = Range::new(1, 64, "");
+    /// `loncPipeline`: 1 to 1024.
+    pub const PIPELINE: Range<u64> = Range::new(1, 1024, "");
+}
+
+/// The valid values of a knob, both bounds included, and the unit they are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range<T> {
+    /// The smallest valid value.
+    pub min: T,
+    /// The largest valid value.
+    pub max: T,
+    /// The unit of the written value (`seconds`, `bytes`), or empty for a plain count.
+    pub unit: &'static str,
+}
+
+impl<T> Range<T> {
+    /// The range `min..=max`, written in `unit`.
+    pub const fn new(min: T, max: T, unit: &'static str) -> Self {
+        Range { min, max, unit }
+    }
+}
+
+impl<T: PartialOrd> Range<T> {
+    /// Whether `value` lies in the range.
+    pub fn contains(&self, value: &T) -> bool {
+        self.min <= *value && *value <= self.max
+    }
+}
+
+/// A knob's value as a config file writes it: durations in seconds, numbers in decimal.
+pub trait KnobValue {
+    /// The value written as in a config file.
+    fn written(&self) -> String;
+}
+
+impl KnobValue for Duration {
+    fn written(&self) -> String {
+        seconds(*self)
+    }
+}
+
+impl KnobValue for u64 {
+    fn written(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl<T: KnobValue> fmt::Display for Range<T> {
+    /// `min to max unit`, e.g. `1 to 315576000 seconds` or `1 to 64`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} to {}", self.min.written(), self.max.written())?;
+        if !self.unit.is_empty() {
+            write!(f, " {}", self.unit)?;
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration of the daemon.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -90,6 +192,11 @@ pub struct Settings {
     pub user: String,
     /// The knobs of one link.
     pub link: LinkSettings,
+}
+
+impl Settings {
+    /// `londPort`: a TCP port.
+    pub const LOND_PORT: Range<u64> = Range::new(1, 65_535, "");
 }
 
 /// The required variables of PROTOCOL.md 2.1, in the order they are checked.
@@ -291,63 +398,8 @@ impl ConfigBuilder {
     pub fn build(&self) -> Result<Loaded, ConfigErrors> {
         let mut b = Build::new(self);
         let warnings = b.warnings();
-
-        let host_id = b.required("lonHostID", parse_text);
-        let tab_dir = b.required("lonTabDir", parse_path);
-        let sock_dir = b.required("lonSockDir", parse_path);
-        let lond_port = b.required("londPort", parse_port);
-        let daemons_dir = b.required("lonDaemons", parse_path);
-        let doc_root = b.required("lonDocRoot", parse_path);
-
-        let d = LinkSettings::default();
-        let link = LinkSettings {
-            transaction_timeout: b.optional(
-                "loncTransactionTimeout",
-                d.transaction_timeout,
-                parse_duration,
-            ),
-            handshake_timeout: b.optional(
-                "loncHandshakeTimeout",
-                d.handshake_timeout,
-                parse_duration,
-            ),
-            connect_timeout: b.optional("loncConnectTimeout", d.connect_timeout, parse_duration),
-            pong_delay: b.optional("loncPongDelay", d.pong_delay, parse_duration),
-            retry_min: b.optional("loncRetryMin", d.retry_min, parse_duration),
-            retry_max: b.optional("loncRetryMax", d.retry_max, parse_duration),
-            max_attempts: b.optional("loncMaxAttempts", d.max_attempts, parse_count),
-            delayed_rescan: b.optional("loncDelayedRescan", d.delayed_rescan, parse_duration),
-            max_request: b.optional("loncMaxRequest", d.max_request, parse_size),
-            max_reply: b.optional("loncMaxReply", d.max_reply, parse_size),
-            connect_mode: b.optional("loncConnectMode", d.connect_mode, parse_mode),
-            idle_timeout: b.optional("loncIdleTimeout", d.idle_timeout, parse_duration),
-            max_connections: b.optional("loncMaxConnections", d.max_connections, parse_count),
-            pipeline: b.optional("loncPipeline", d.pipeline, parse_count),
-        };
-        let user = b.optional("loncUser", "www".to_owned(), parse_text);
-        b.check_retry(&link);
-
-        match (host_id, tab_dir, sock_dir, lond_port, daemons_dir, doc_root) {
-            (
-                Some(host_id),
-                Some(tab_dir),
-                Some(sock_dir),
-                Some(lond_port),
-                Some(daemons_dir),
-                Some(doc_root),
-            ) if b.errors.is_empty() => Ok(Loaded {
-                settings: Settings {
-                    host_id,
-                    tab_dir,
-                    sock_dir,
-                    lond_port,
-                    daemons_dir,
-                    doc_root,
-                    user,
-                    link,
-                },
-                warnings,
-            }),
+        match b.settings() {
+            Some(settings) if b.errors.is_empty() => Ok(Loaded { settings, warnings }),
             _ => Err(b.into_errors(warnings)),
         }
     }
@@ -361,6 +413,9 @@ struct Build<'a> {
     last: HashMap<&'a str, &'a SetVar>,
     /// Errors so far, unsorted.
     errors: Vec<ConfigError>,
+    /// Every range checked, `(variable, range)`, in the order checked (for the test that
+    /// keeps the README's table in step with the code).
+    ranges: Vec<(&'static str, String)>,
 }
 
 impl<'a> Build<'a> {
@@ -370,13 +425,90 @@ impl<'a> Build<'a> {
             builder,
             last,
             errors: Vec::new(),
+            ranges: Vec::new(),
         }
     }
 
-    /// A warning for every line setting an unknown `lonc<Upper>…` variable.
+    /// Every variable read and checked against its range; `None` if a required one is
+    /// missing or bad (the errors say why).
+    fn settings(&mut self) -> Option<Settings> {
+        let host_id = self.required("lonHostID", parse_text);
+        let tab_dir = self.required("lonTabDir", parse_path);
+        let sock_dir = self.required("lonSockDir", parse_path);
+        let lond_port = self.required_in("londPort", parse_port, Settings::LOND_PORT);
+        let daemons_dir = self.required("lonDaemons", parse_path);
+        let doc_root = self.required("lonDocRoot", parse_path);
+        if let Some(dir) = &sock_dir {
+            self.check_sock_dir(dir);
+        }
+
+        let d = LinkSettings::default();
+        type L = LinkSettings;
+        let link = LinkSettings {
+            transaction_timeout: self.duration(
+                "loncTransactionTimeout",
+                d.transaction_timeout,
+                L::TRANSACTION_TIMEOUT,
+            ),
+            handshake_timeout: self.duration(
+                "loncHandshakeTimeout",
+                d.handshake_timeout,
+                L::HANDSHAKE_TIMEOUT,
+            ),
+            connect_timeout: self.duration(
+                "loncConnectTimeout",
+                d.connect_timeout,
+                L::CONNECT_TIMEOUT,
+            ),
+            pong_delay: self.duration("loncPongDelay", d.pong_delay, L::PONG_DELAY),
+            retry_min: self.duration("loncRetryMin", d.retry_min, L::RETRY_MIN),
+            retry_max: self.duration("loncRetryMax", d.retry_max, L::RETRY_MAX),
+            max_attempts: self.count("loncMaxAttempts", d.max_attempts, L::MAX_ATTEMPTS),
+            delayed_rescan: self.duration("loncDelayedRescan", d.delayed_rescan, L::DELAYED_RESCAN),
+            max_request: self.size("loncMaxRequest", d.max_request, L::MAX_REQUEST),
+            max_reply: self.size("loncMaxReply", d.max_reply, L::MAX_REPLY),
+            connect_mode: self.choice(
+                "loncConnectMode",
+                d.connect_mode,
+                parse_mode,
+                "eager or on-demand",
+            ),
+            idle_timeout: self.duration("loncIdleTimeout", d.idle_timeout, L::IDLE_TIMEOUT),
+            max_connections: self.count(
+                "loncMaxConnections",
+                d.max_connections,
+                L::MAX_CONNECTIONS,
+            ),
+            pipeline: self.count("loncPipeline", d.pipeline, L::PIPELINE),
+        };
+        let user = self.optional("loncUser", "www".to_owned(), parse_text);
+        self.check_retry(&link);
+        Some(Settings {
+            host_id: host_id?,
+            tab_dir: tab_dir?,
+            sock_dir: sock_dir?,
+            lond_port: u16::try_from(lond_port?).ok()?,
+            daemons_dir: daemons_dir?,
+            doc_root: doc_root?,
+            user,
+            link,
+        })
+    }
+
+    /// A warning for every line setting an unknown `lonc<Upper>…` variable, and for every
+    /// line setting a known variable again (naming the line it overrides), in order.
     fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        let mut previous: HashMap<&str, &SetVar> = HashMap::new();
         for var in &self.builder.vars {
+            let name = var.name.as_str();
+            let known = REQUIRED_VARIABLES.contains(&name) || OPTIONAL_VARIABLES.contains(&name);
+            if known && let Some(before) = previous.insert(name, var) {
+                warnings.push(format!(
+                    "{}:{}: {name} is set again, overriding {}:{} (the last one wins)",
+                    var.source, var.line, before.source, before.line
+                ));
+            }
             let looks_ours = var
                 .name
                 .strip_prefix("lonc")
@@ -397,6 +529,21 @@ impl<'a> Build<'a> {
             ));
         }
         warnings
+    }
+
+    /// `lonSockDir` must leave room for a host id in a Unix socket path.
+    fn check_sock_dir(&mut self, dir: &Path) {
+        let shortest = socket_path_len(dir, "x");
+        if shortest <= MAX_SOCKET_PATH {
+            return;
+        }
+        if let Some(var) = self.last.get("lonSockDir").copied() {
+            let message = format!(
+                "{} is too long: the socket of a one-letter host id would be {shortest} bytes, a Unix socket path holds at most {MAX_SOCKET_PATH}",
+                dir.display()
+            );
+            self.invalid(var, message);
+        }
     }
 
     fn invalid(&mut self, var: &SetVar, message: String) {
@@ -426,6 +573,107 @@ impl<'a> Build<'a> {
             Some(var) => self.value(var, parse).unwrap_or(default),
             None => default,
         }
+    }
+
+    /// `value` (the parsed value of `name`, `None` if unparsable) if it lies in `range`;
+    /// else `None` after recording that it is out of range. Records `range` as checked.
+    fn in_range<T: KnobValue + PartialOrd>(
+        &mut self,
+        name: &'static str,
+        value: Option<T>,
+        range: Range<T>,
+    ) -> Option<T> {
+        self.ranges.push((name, range.to_string()));
+        let value = value?;
+        if range.contains(&value) {
+            return Some(value);
+        }
+        if let Some(var) = self.last.get(name).copied() {
+            self.invalid(var, format!("{} is out of range ({range})", var.value));
+        }
+        None
+    }
+
+    /// [`Build::required`], then [`Build::in_range`].
+    fn required_in<T: KnobValue + PartialOrd>(
+        &mut self,
+        name: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+        range: Range<T>,
+    ) -> Option<T> {
+        let value = self.required(name, parse);
+        self.in_range(name, value, range)
+    }
+
+    /// The value of `name` if set, parsed and in `range`; `default` when unset (or bad,
+    /// after recording why).
+    fn optional_in<T: KnobValue + PartialOrd + Copy>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        parse: fn(&str) -> Result<T, String>,
+        range: Range<T>,
+    ) -> T {
+        let value = match self.last.get(name).copied() {
+            Some(var) => self.value(var, parse),
+            None => Some(default),
+        };
+        self.in_range(name, value, range).unwrap_or(default)
+    }
+
+    /// A duration knob, in seconds.
+    fn duration(
+        &mut self,
+        name: &'static str,
+        default: Duration,
+        range: Range<Duration>,
+    ) -> Duration {
+        self.optional_in(name, default, parse_duration, range)
+    }
+
+    /// A whole-number knob read with `parse`, checked as a `u64`, stored as a `T`.
+    fn whole<T>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        parse: fn(&str) -> Result<u64, String>,
+        range: Range<u64>,
+    ) -> T
+    where
+        T: Copy + TryFrom<u64>,
+        u64: TryFrom<T>,
+    {
+        let Ok(wide) = u64::try_from(default) else {
+            return default;
+        };
+        let value = self.optional_in(name, wide, parse, range);
+        T::try_from(value).unwrap_or(default)
+    }
+
+    /// A count knob (attempts, connections, requests).
+    fn count<T>(&mut self, name: &'static str, default: T, range: Range<u64>) -> T
+    where
+        T: Copy + TryFrom<u64>,
+        u64: TryFrom<T>,
+    {
+        self.whole(name, default, parse_count, range)
+    }
+
+    /// A size knob, in bytes.
+    fn size(&mut self, name: &'static str, default: usize, range: Range<u64>) -> usize {
+        self.whole(name, default, parse_size, range)
+    }
+
+    /// A knob with a few spelled-out values, `choices` saying which.
+    fn choice<T>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        parse: fn(&str) -> Result<T, String>,
+        choices: &str,
+    ) -> T {
+        self.ranges.push((name, choices.to_owned()));
+        self.optional(name, default, parse)
     }
 
     fn value<T>(&mut self, var: &SetVar, parse: fn(&str) -> Result<T, String>) -> Option<T> {
@@ -510,20 +758,23 @@ fn all_digits(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn parse_port(value: &str) -> Result<u16, String> {
-    const EXPECTED: &str = "expected a TCP port number from 1 to 65535";
-    if !all_digits(value) {
-        return Err(EXPECTED.to_owned());
-    }
-    match value.parse::<u16>() {
-        Ok(port) if port > 0 => Ok(port),
-        _ => Err(EXPECTED.to_owned()),
-    }
+/// Only ASCII digits, read saturating: a huge number is out of every range, not junk.
+fn whole(value: &str) -> Option<u64> {
+    all_digits(value).then(|| {
+        value.bytes().fold(0u64, |n, b| {
+            n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+        })
+    })
 }
 
-/// A duration in seconds: `5`, `0.5`, `.5` or `5.`; digits beyond nanoseconds are dropped.
+/// A port number; its range is [`Settings::LOND_PORT`].
+fn parse_port(value: &str) -> Result<u64, String> {
+    whole(value).ok_or_else(|| "expected a TCP port number".to_owned())
+}
+
+/// A duration in seconds: `5`, `0.5`, `.5` or `5.`; digits beyond nanoseconds are dropped,
+/// and a number of seconds too large for a `u64` is read as the largest.
 fn parse_duration(value: &str) -> Result<Duration, String> {
-    let too_large = || format!("expected at most {MAX_DURATION_SECS} seconds (10 years)");
     if value.starts_with('-') {
         return Err("expected a number of seconds, a duration cannot be negative".to_owned());
     }
@@ -532,43 +783,23 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     if (int.is_empty() && frac.is_empty()) || !digits_ok(int) || !digits_ok(frac) {
         return Err("expected a number of seconds like 5 or 0.5".to_owned());
     }
-    let int = int.trim_start_matches('0');
-    if int.len() > 20 {
-        return Err(too_large());
-    }
-    let secs: u64 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| too_large())?
-    };
+    let secs = whole(int).unwrap_or(0);
     let mut nanos: u32 = 0;
     for i in 0..9 {
         let digit = frac.as_bytes().get(i).map_or(0, |b| u32::from(b - b'0'));
         nanos = nanos * 10 + digit;
     }
-    if secs > MAX_DURATION_SECS || (secs == MAX_DURATION_SECS && nanos > 0) {
-        return Err(too_large());
-    }
     Ok(Duration::new(secs, nanos))
 }
 
-/// A positive number of bytes.
-fn parse_size(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n > 0 && all_digits(value) => Ok(n),
-        _ => Err(format!(
-            "expected a positive whole number of bytes (at most {})",
-            usize::MAX
-        )),
-    }
+/// A number of bytes.
+fn parse_size(value: &str) -> Result<u64, String> {
+    whole(value).ok_or_else(|| "expected a whole number of bytes".to_owned())
 }
 
-/// A count of at least 1.
-fn parse_count<T: std::str::FromStr + PartialOrd + From<u8>>(value: &str) -> Result<T, String> {
-    match value.parse::<T>() {
-        Ok(n) if all_digits(value) && n >= T::from(1) => Ok(n),
-        _ => Err("expected a whole number of at least 1".to_owned()),
-    }
+/// A count.
+fn parse_count(value: &str) -> Result<u64, String> {
+    whole(value).ok_or_else(|| "expected a whole number".to_owned())
 }
 
 fn parse_mode(value: &str) -> Result<ConnectMode, String> {
@@ -823,12 +1054,12 @@ PerlSetVar lonDocRoot /home/httpd/html
                 assert_eq!(with(&text).unwrap().settings.lond_port, 56);
                 continue;
             }
-            assert_eq!(
-                error_of(&text),
-                format!(
-                    "extra.conf:1: londPort: bad value {bad:?}: expected a TCP port number from 1 to 65535"
-                )
-            );
+            let want = if bad.bytes().all(|b| b.is_ascii_digit()) {
+                format!("extra.conf:1: londPort: {bad} is out of range (1 to 65535)")
+            } else {
+                format!("extra.conf:1: londPort: bad value {bad:?}: expected a TCP port number")
+            };
+            assert_eq!(error_of(&text), want);
         }
     }
 
@@ -858,10 +1089,9 @@ PerlSetVar lonDocRoot /home/httpd/html
     }
 
     #[test]
-    fn durations_reject_junk_negative_nan_inf_and_huge() {
+    fn durations_reject_junk_negative_nan_and_inf() {
         let junk = "expected a number of seconds like 5 or 0.5";
         let neg = "expected a number of seconds, a duration cannot be negative";
-        let huge = "expected at most 315576000 seconds (10 years)";
         let cases = [
             ("abc", junk),
             (".", junk),
@@ -876,13 +1106,36 @@ PerlSetVar lonDocRoot /home/httpd/html
             ("٣", junk),
             ("-1", neg),
             ("-0.5", neg),
-            ("315576001", huge),
-            ("315576000.000000001", huge),
-            ("18446744073709551616", huge),
-            ("999999999999999999999999999", huge),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text), Err(expected.to_owned()), "{text}");
+        }
+    }
+
+    #[test]
+    fn huge_durations_parse_and_are_left_to_the_ranges() {
+        let cases = [
+            ("315576001", Duration::from_secs(315_576_001)),
+            ("315576000.000000001", Duration::new(MAX_DURATION_SECS, 1)),
+            ("18446744073709551616", Duration::from_secs(u64::MAX)),
+            (
+                "999999999999999999999999999.5",
+                Duration::new(u64::MAX, 500_000_000),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+        for (name, range) in [
+            ("loncDelayedRescan", "1 to 315576000 seconds"),
+            ("loncIdleTimeout", "0.1 to 315576000 seconds"),
+        ] {
+            for huge in ["315576000.000000001", "18446744073709551616"] {
+                assert_eq!(
+                    error_of(&format!("PerlSetVar {name} {huge}\n")),
+                    format!("extra.conf:1: {name}: {huge} is out of range ({range})")
+                );
+            }
         }
     }
 
@@ -902,9 +1155,14 @@ PerlSetVar lonDocRoot /home/httpd/html
             ("loncIdleTimeout", |l| l.idle_timeout),
         ];
         for (name, get) in knobs {
-            // 150.25 lies between the retry defaults, so min <= max still holds.
-            let link = link_of(&format!("PerlSetVar {name} 150.25\n"));
-            assert_eq!(get(&link), Duration::from_millis(150_250), "{name}");
+            // 150.25 lies between the retry defaults, so min <= max still holds; a pong
+            // delay is at most 60 s.
+            let (text, want) = match name {
+                "loncPongDelay" => ("50.25", Duration::from_millis(50_250)),
+                _ => ("150.25", Duration::from_millis(150_250)),
+            };
+            let link = link_of(&format!("PerlSetVar {name} {text}\n"));
+            assert_eq!(get(&link), want, "{name}");
             assert_eq!(
                 error_of(&format!("PerlSetVar {name} soon\n")),
                 format!(
@@ -917,16 +1175,23 @@ PerlSetVar lonDocRoot /home/httpd/html
     // ---- sizes and counts ----
 
     #[test]
-    fn sizes_are_positive_byte_counts() {
-        let link = link_of("PerlSetVar loncMaxRequest 1\nPerlSetVar loncMaxReply 1000000\n");
-        assert_eq!((link.max_request, link.max_reply), (1, 1_000_000));
+    fn sizes_are_byte_counts_from_1_kib_to_1_gib() {
+        let link = link_of("PerlSetVar loncMaxRequest 1024\nPerlSetVar loncMaxReply 1000000\n");
+        assert_eq!((link.max_request, link.max_reply), (1024, 1_000_000));
         for name in ["loncMaxRequest", "loncMaxReply"] {
-            for bad in ["0", "-1", "+5", "1k", "1.5", "99999999999999999999999"] {
+            for bad in ["-1", "+5", "1k", "1.5"] {
                 assert_eq!(
                     error_of(&format!("PerlSetVar {name} {bad}\n")),
                     format!(
-                        "extra.conf:1: {name}: bad value {bad:?}: expected a positive whole number of bytes (at most {})",
-                        usize::MAX
+                        "extra.conf:1: {name}: bad value {bad:?}: expected a whole number of bytes"
+                    )
+                );
+            }
+            for out in ["0", "1", "1023", "1073741825", "99999999999999999999999"] {
+                assert_eq!(
+                    error_of(&format!("PerlSetVar {name} {out}\n")),
+                    format!(
+                        "extra.conf:1: {name}: {out} is out of range (1024 to 1073741824 bytes)"
                     )
                 );
             }
@@ -934,7 +1199,7 @@ PerlSetVar lonDocRoot /home/httpd/html
     }
 
     #[test]
-    fn counts_are_at_least_one() {
+    fn counts_are_from_one_to_their_cap() {
         let link = link_of(
             "PerlSetVar loncMaxAttempts 1\nPerlSetVar loncMaxConnections 4\nPerlSetVar loncPipeline 8\n",
         );
@@ -943,20 +1208,28 @@ PerlSetVar lonDocRoot /home/httpd/html
             (1, 4, 8)
         );
         assert_eq!(
-            link_of("PerlSetVar loncMaxAttempts 4294967295\n").max_attempts,
-            u32::MAX
+            link_of("PerlSetVar loncMaxAttempts 1000000\n").max_attempts,
+            1_000_000
         );
-        for name in ["loncMaxAttempts", "loncMaxConnections", "loncPipeline"] {
-            for bad in ["0", "-1", "+1", "one", "1.0", "99999999999999999999999"] {
+        for (name, cap) in [
+            ("loncMaxAttempts", "1000000"),
+            ("loncMaxConnections", "64"),
+            ("loncPipeline", "1024"),
+        ] {
+            for bad in ["-1", "+1", "one", "1.0"] {
                 assert_eq!(
                     error_of(&format!("PerlSetVar {name} {bad}\n")),
-                    format!(
-                        "extra.conf:1: {name}: bad value {bad:?}: expected a whole number of at least 1"
-                    )
+                    format!("extra.conf:1: {name}: bad value {bad:?}: expected a whole number")
+                );
+            }
+            let above = (cap.parse::<u64>().unwrap() + 1).to_string();
+            for out in ["0", above.as_str(), "4294967296", "99999999999999999999999"] {
+                assert_eq!(
+                    error_of(&format!("PerlSetVar {name} {out}\n")),
+                    format!("extra.conf:1: {name}: {out} is out of range (1 to {cap})")
                 );
             }
         }
-        assert!(with("PerlSetVar loncMaxAttempts 4294967296\n").is_err());
     }
 
     #[test]
@@ -985,6 +1258,223 @@ PerlSetVar lonDocRoot /home/httpd/html
     fn user_is_read() {
         let loaded = with("PerlSetVar loncUser daemon\n").unwrap();
         assert_eq!(loaded.settings.user, "daemon");
+    }
+
+    // ---- ranges ----
+
+    /// A knob's range, as a `Duration` or a whole number.
+    #[derive(Debug, Clone, Copy)]
+    enum AnyRange {
+        Seconds(Range<Duration>),
+        Whole(Range<u64>),
+    }
+
+    /// Every knob with a numeric range, and that range.
+    fn numeric_ranges() -> Vec<(&'static str, AnyRange)> {
+        use AnyRange::{Seconds, Whole};
+        type L = LinkSettings;
+        vec![
+            ("londPort", Whole(Settings::LOND_PORT)),
+            ("loncTransactionTimeout", Seconds(L::TRANSACTION_TIMEOUT)),
+            ("loncHandshakeTimeout", Seconds(L::HANDSHAKE_TIMEOUT)),
+            ("loncConnectTimeout", Seconds(L::CONNECT_TIMEOUT)),
+            ("loncPongDelay", Seconds(L::PONG_DELAY)),
+            ("loncRetryMin", Seconds(L::RETRY_MIN)),
+            ("loncRetryMax", Seconds(L::RETRY_MAX)),
+            ("loncMaxAttempts", Whole(L::MAX_ATTEMPTS)),
+            ("loncDelayedRescan", Seconds(L::DELAYED_RESCAN)),
+            ("loncMaxRequest", Whole(L::MAX_REQUEST)),
+            ("loncMaxReply", Whole(L::MAX_REPLY)),
+            ("loncIdleTimeout", Seconds(L::IDLE_TIMEOUT)),
+            ("loncMaxConnections", Whole(L::MAX_CONNECTIONS)),
+            ("loncPipeline", Whole(L::PIPELINE)),
+        ]
+    }
+
+    /// Every range the build checks, `(variable, range)`, in the order checked.
+    fn checked_ranges() -> Vec<(&'static str, String)> {
+        let mut builder = ConfigBuilder::new();
+        builder.add_source("base.conf", BASE);
+        let mut b = Build::new(&builder);
+        assert!(b.settings().is_some());
+        b.ranges
+    }
+
+    /// The config of BASE with `name` set to `value` (in `extra.conf`; the retry bounds
+    /// both set, so that min <= max does not get in the way).
+    fn with_value(name: &str, value: &str) -> Result<Loaded, ConfigErrors> {
+        let retry = match name {
+            "loncRetryMin" => format!("PerlSetVar loncRetryMax {}\n", seconds(DAY)),
+            "loncRetryMax" => format!("PerlSetVar loncRetryMin {}\n", seconds(TENTH)),
+            _ => String::new(),
+        };
+        build(&[
+            ("base.conf", BASE),
+            ("extra.conf", &format!("{retry}PerlSetVar {name} {value}\n")),
+        ])
+    }
+
+    #[test]
+    fn knob_out_of_range_is_rejected_at_load() {
+        for (name, range) in numeric_ranges() {
+            let (text, inside, outside) = match range {
+                AnyRange::Seconds(r) => {
+                    let one = Duration::from_nanos(1);
+                    let mut outside = vec![seconds(r.max + one)];
+                    if let Some(below) = r.min.checked_sub(one) {
+                        outside.push(seconds(below));
+                    }
+                    (r.to_string(), [seconds(r.min), seconds(r.max)], outside)
+                }
+                AnyRange::Whole(r) => {
+                    let mut outside = vec![(r.max + 1).to_string()];
+                    if r.min > 0 {
+                        outside.push((r.min - 1).to_string());
+                    }
+                    (
+                        r.to_string(),
+                        [r.min.to_string(), r.max.to_string()],
+                        outside,
+                    )
+                }
+            };
+            for value in inside {
+                let loaded = with_value(name, &value);
+                assert!(loaded.is_ok(), "{name} {value}: {}", loaded.unwrap_err());
+            }
+            for value in outside {
+                let errors = with_value(name, &value).unwrap_err();
+                let line = if name.starts_with("loncRetry") { 2 } else { 1 };
+                assert_eq!(
+                    errors.to_string(),
+                    format!("extra.conf:{line}: {name}: {value} is out of range ({text})")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zero_delayed_rescan_is_rejected() {
+        assert_eq!(
+            error_of("PerlSetVar loncDelayedRescan 0\n"),
+            "extra.conf:1: loncDelayedRescan: 0 is out of range (1 to 315576000 seconds)"
+        );
+        assert_eq!(
+            error_of("PerlSetVar loncDelayedRescan 0.999\n"),
+            "extra.conf:1: loncDelayedRescan: 0.999 is out of range (1 to 315576000 seconds)"
+        );
+        assert_eq!(
+            link_of("PerlSetVar loncDelayedRescan 1\n").delayed_rescan,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_rejected() {
+        for (name, range) in [
+            ("loncTransactionTimeout", "0.1 to 86400 seconds"),
+            ("loncHandshakeTimeout", "0.1 to 3600 seconds"),
+            ("loncConnectTimeout", "0.1 to 3600 seconds"),
+            ("loncIdleTimeout", "0.1 to 315576000 seconds"),
+        ] {
+            for zero in ["0", "0.0", ".0", "0.000000000"] {
+                assert_eq!(
+                    error_of(&format!("PerlSetVar {name} {zero}\n")),
+                    format!("extra.conf:1: {name}: {zero} is out of range ({range})")
+                );
+            }
+        }
+        assert_eq!(
+            link_of("PerlSetVar loncPongDelay 0\n").pong_delay,
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_value_overridden_later_is_not_an_error() {
+        let a = "PerlSetVar loncDelayedRescan 0\nPerlSetVar londPort 0\n";
+        let b = "PerlSetVar loncDelayedRescan 5\nPerlSetVar londPort 80\n";
+        let loaded = build(&[("base.conf", BASE), ("a.conf", a), ("b.conf", b)]).unwrap();
+        assert_eq!(loaded.settings.link.delayed_rescan, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_knob_has_a_range_and_the_defaults_lie_in_it() {
+        let checked = checked_ranges();
+        let names: Vec<&str> = checked.iter().map(|(n, _)| *n).collect();
+        let mut want: Vec<&str> = OPTIONAL_VARIABLES
+            .iter()
+            .copied()
+            .filter(|n| *n != "loncUser")
+            .collect();
+        want.insert(0, "londPort");
+        assert_eq!(names, want);
+        // The test's table of numeric ranges is the code's.
+        for (name, range) in numeric_ranges() {
+            let text = match range {
+                AnyRange::Seconds(r) => r.to_string(),
+                AnyRange::Whole(r) => r.to_string(),
+            };
+            assert!(checked.contains(&(name, text)), "{name}");
+        }
+        let d = LinkSettings::default();
+        type L = LinkSettings;
+        assert!(L::TRANSACTION_TIMEOUT.contains(&d.transaction_timeout));
+        assert!(L::HANDSHAKE_TIMEOUT.contains(&d.handshake_timeout));
+        assert!(L::CONNECT_TIMEOUT.contains(&d.connect_timeout));
+        assert!(L::PONG_DELAY.contains(&d.pong_delay));
+        assert!(L::RETRY_MIN.contains(&d.retry_min));
+        assert!(L::RETRY_MAX.contains(&d.retry_max));
+        assert!(L::MAX_ATTEMPTS.contains(&u64::from(d.max_attempts)));
+        assert!(L::DELAYED_RESCAN.contains(&d.delayed_rescan));
+        assert!(L::MAX_REQUEST.contains(&(d.max_request as u64)));
+        assert!(L::MAX_REPLY.contains(&(d.max_reply as u64)));
+        assert!(L::IDLE_TIMEOUT.contains(&d.idle_timeout));
+        assert!(L::MAX_CONNECTIONS.contains(&(d.max_connections as u64)));
+        assert!(L::PIPELINE.contains(&(d.pipeline as u64)));
+    }
+
+    #[test]
+    fn ranges_read_as_written() {
+        assert_eq!(
+            LinkSettings::DELAYED_RESCAN.to_string(),
+            "1 to 315576000 seconds"
+        );
+        assert_eq!(
+            LinkSettings::TRANSACTION_TIMEOUT.to_string(),
+            "0.1 to 86400 seconds"
+        );
+        assert_eq!(
+            LinkSettings::MAX_REPLY.to_string(),
+            "1024 to 1073741824 bytes"
+        );
+        assert_eq!(LinkSettings::PIPELINE.to_string(), "1 to 1024");
+        assert_eq!(Settings::LOND_PORT.to_string(), "1 to 65535");
+    }
+
+    /// The README's "Configuration knobs" section.
+    fn readme_knobs() -> &'static str {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Configuration knobs")
+            .expect("a Configuration knobs section");
+        let rest = &readme[start..];
+        let end = rest[4..].find("\n#").map_or(rest.len(), |i| i + 4);
+        &rest[..end]
+    }
+
+    #[test]
+    fn readme_shows_every_range_the_code_enforces() {
+        let section = readme_knobs();
+        for (name, range) in checked_ranges() {
+            let quoted = format!("`{name}`");
+            assert!(
+                section
+                    .lines()
+                    .any(|l| l.contains(&quoted) && l.contains(&range)),
+                "README's knob table has no line with {quoted} and {range:?}:\n{section}"
+            );
+        }
     }
 
     // ---- retry bounds ----
@@ -1036,8 +1526,8 @@ a.conf, b.conf: required variable lonTabDir is not set
 a.conf, b.conf: required variable lonSockDir is not set
 a.conf, b.conf: required variable lonDaemons is not set
 a.conf, b.conf: required variable lonDocRoot is not set
-a.conf:2: loncPipeline: bad value \"0\": expected a whole number of at least 1
-a.conf:3: londPort: bad value \"x\": expected a TCP port number from 1 to 65535
+a.conf:2: loncPipeline: 0 is out of range (1 to 1024)
+a.conf:3: londPort: bad value \"x\": expected a TCP port number
 b.conf:1: loncConnectMode: bad value \"lazy\": expected eager or on-demand
 b.conf:2: loncPongDelay: bad value \"-1\": expected a number of seconds, a duration cannot be negative"
         );
@@ -1048,7 +1538,7 @@ b.conf:2: loncPongDelay: bad value \"-1\": expected a number of seconds, a durat
                 file: "a.conf".into(),
                 line: 2,
                 variable: "loncPipeline".into(),
-                message: "bad value \"0\": expected a whole number of at least 1".into(),
+                message: "0 is out of range (1 to 1024)".into(),
             }
         );
     }
@@ -1113,6 +1603,53 @@ PerlSetVar SomethingElse x
             ]
         );
         assert_eq!(loaded.settings.link, LinkSettings::default());
+    }
+
+    #[test]
+    fn duplicate_perlsetvar_warns() {
+        let a = "PerlSetVar loncPipeline 2\nPerlSetVar lonFoo 1\nPerlSetVar loncPipeline 3\n\
+                 PerlSetVar lonFoo 2\nPerlSetVar loncBogus 1\nPerlSetVar loncBogus 2\n";
+        let b = "# b\nPerlSetVar loncPipeline 4\nPerlSetVar lonHostID msu2\n";
+        let loaded = build(&[("base.conf", BASE), ("a.conf", a), ("b.conf", b)]).unwrap();
+        assert_eq!(loaded.settings.link.pipeline, 4, "the last one wins");
+        assert_eq!(loaded.settings.host_id, "msu2");
+        assert_eq!(
+            loaded.warnings,
+            [
+                "a.conf:3: loncPipeline is set again, overriding a.conf:1 (the last one wins)",
+                "a.conf:5: unknown variable loncBogus ignored",
+                "a.conf:6: unknown variable loncBogus ignored",
+                "b.conf:2: loncPipeline is set again, overriding a.conf:3 (the last one wins)",
+                "b.conf:3: lonHostID is set again, overriding base.conf:1 (the last one wins)",
+            ]
+        );
+        // The same value twice is still said: one of the lines is useless.
+        let twice = with("PerlSetVar loncUser www\nPerlSetVar loncUser www\n").unwrap();
+        assert_eq!(
+            twice.warnings,
+            ["extra.conf:2: loncUser is set again, overriding extra.conf:1 (the last one wins)"]
+        );
+        // Also when the config has errors.
+        let errors = with("PerlSetVar loncPipeline 0\nPerlSetVar loncPipeline 0\n").unwrap_err();
+        assert_eq!(errors.warnings.len(), 1);
+    }
+
+    #[test]
+    fn sock_dir_must_leave_room_for_a_socket() {
+        let fits = format!("/{}", "s".repeat(104)); // + "/x" = 107 bytes
+        let text = BASE.replace("/home/httpd/sockets", &fits);
+        assert_eq!(
+            build(&[("a.conf", &text)]).unwrap().settings.sock_dir,
+            PathBuf::from(&fits)
+        );
+        let over = format!("{fits}s");
+        let text = BASE.replace("/home/httpd/sockets", &over);
+        assert_eq!(
+            build(&[("a.conf", &text)]).unwrap_err().to_string(),
+            format!(
+                "a.conf:3: lonSockDir: {over} is too long: the socket of a one-letter host id would be 108 bytes, a Unix socket path holds at most 107"
+            )
+        );
     }
 
     #[test]
@@ -1188,12 +1725,25 @@ loncUser www
 
     // ---- properties ----
 
-    fn duration() -> impl Strategy<Value = Duration> {
+    /// Durations in `r`: its bounds, any nanosecond, whole milliseconds, whole seconds.
+    fn duration(r: Range<Duration>) -> impl Strategy<Value = Duration> {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap();
+        let (lo, hi) = (nanos(r.min), nanos(r.max));
         prop_oneof![
-            (0..=MAX_DURATION_SECS).prop_map(Duration::from_secs),
-            (0..MAX_DURATION_SECS, 0..1_000_000_000u32).prop_map(|(s, n)| Duration::new(s, n)),
-            (0..1000u64, 0..1000u32).prop_map(|(s, ms)| Duration::new(s, ms * 1_000_000)),
+            Just(r.min),
+            Just(r.max),
+            (lo..=hi).prop_map(Duration::from_nanos),
+            (lo.div_ceil(1_000_000)..=hi / 1_000_000).prop_map(Duration::from_millis),
+            (lo.div_ceil(1_000_000_000)..=hi / 1_000_000_000).prop_map(Duration::from_secs),
         ]
+    }
+
+    /// Whole numbers in `r`, as a `T`.
+    fn whole<T: TryFrom<u64> + std::fmt::Debug>(r: Range<u64>) -> impl Strategy<Value = T>
+    where
+        T::Error: std::fmt::Debug,
+    {
+        prop_oneof![Just(r.min), Just(r.max), r.min..=r.max].prop_map(|n| T::try_from(n).unwrap())
     }
 
     fn word() -> impl Strategy<Value = String> {
@@ -1205,11 +1755,27 @@ loncUser www
     }
 
     fn link_settings() -> impl Strategy<Value = LinkSettings> {
+        type L = LinkSettings;
         (
-            (duration(), duration(), duration(), duration()),
-            (duration(), duration(), 1..=u32::MAX, duration()),
-            (1..=usize::MAX, 1..=usize::MAX, any::<bool>(), duration()),
-            (1..=usize::MAX, 1..=usize::MAX),
+            (
+                duration(L::TRANSACTION_TIMEOUT),
+                duration(L::HANDSHAKE_TIMEOUT),
+                duration(L::CONNECT_TIMEOUT),
+                duration(L::PONG_DELAY),
+            ),
+            (
+                duration(L::RETRY_MIN),
+                duration(L::RETRY_MAX),
+                whole(L::MAX_ATTEMPTS),
+                duration(L::DELAYED_RESCAN),
+            ),
+            (
+                whole(L::MAX_REQUEST),
+                whole(L::MAX_REPLY),
+                any::<bool>(),
+                duration(L::IDLE_TIMEOUT),
+            ),
+            (whole(L::MAX_CONNECTIONS), whole(L::PIPELINE)),
         )
             .prop_map(
                 |((t, h, c, p), (r1, r2, a, d), (mq, mr, od, i), (mc, pl))| LinkSettings {

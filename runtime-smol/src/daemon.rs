@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::thread;
 
 use async_signal::{Signal, Signals};
-use lonc_core::io::Severity;
 use lonc_std::cli::RunArgs;
-use lonc_std::daemon::{EXIT_START, prepare};
-use lonc_std::logfile::PARENT;
+use lonc_std::daemon::prepare;
 use lonc_std::signals::action;
 use lonc_std::supervisor::Supervisor;
 use smol::Executor;
@@ -18,7 +16,7 @@ use crate::driver::SmolPeers;
 
 /// Runs the smol daemon until TERM/INT; returns the exit code.
 pub fn run(args: &RunArgs) -> i32 {
-    let mut prepared = match prepare(args) {
+    let prepared = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -31,15 +29,7 @@ pub fn run(args: &RunArgs) -> i32 {
     ];
     let mut signals = match Signals::new(handled) {
         Ok(s) => s,
-        Err(e) => {
-            let message = format!("cannot handle signals: {e}");
-            prepared.logs.log(PARENT, Severity::Critical, &message);
-            eprintln!("lonc: {message}");
-            if let Some(d) = prepared.detached.take() {
-                d.failed(&message);
-            }
-            return EXIT_START;
-        }
+        Err(e) => return prepared.abort(&format!("cannot handle signals: {e}")),
     };
     let executor = Arc::new(Executor::new());
     let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
@@ -54,7 +44,20 @@ pub fn run(args: &RunArgs) -> i32 {
                 .ok()
         })
         .collect();
-    let mut supervisor = Supervisor::start(prepared, SmolPeers::new(executor), "lonc");
+    let started = Supervisor::start(prepared, SmolPeers::new(executor), "lonc");
+    let stop_workers = move || {
+        drop(stop_tx);
+        for t in threads {
+            let _ = t.join();
+        }
+    };
+    let mut supervisor = match started {
+        Ok(s) => s,
+        Err(code) => {
+            stop_workers();
+            return code;
+        }
+    };
     // The supervisor runs on this thread, not on an executor thread: its waits block no
     // peer task.
     while let Some(Ok(signal)) = smol::block_on(signals.next()) {
@@ -65,9 +68,6 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     }
     supervisor.shutdown();
-    drop(stop_tx);
-    for t in threads {
-        let _ = t.join();
-    }
+    stop_workers();
     0
 }

@@ -26,6 +26,7 @@ enum LoncCommand {
 }
 
 fn main() {
+    lonc_std::cli::set_program_name(env!("CARGO_BIN_NAME"));
     let cli = LoncCli::parse();
     let code = match &cli.command {
         None => run(&cli.run),

@@ -12,9 +12,34 @@
 //! ```
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// The name this process's messages start with; see [`program_name`].
+static PROGRAM_NAME: OnceLock<String> = OnceLock::new();
+
+/// Sets the name the process's error messages start with (`lonc-std: ...`): the binary's
+/// own name, which each `main` knows (`env!("CARGO_BIN_NAME")`). Only the first call
+/// counts; [`Cli::parse_named`] makes it.
+pub fn set_program_name(name: &str) {
+    let _ = PROGRAM_NAME.set(name.to_owned());
+}
+
+/// The name error messages start with: the one given to [`set_program_name`], else the
+/// file name of `argv[0]`, else `lonc`.
+pub fn program_name() -> &'static str {
+    PROGRAM_NAME.get_or_init(|| {
+        std::env::args_os()
+            .next()
+            .as_deref()
+            .and_then(|a| Path::new(a).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "lonc".to_owned())
+    })
+}
 
 /// The config file read when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/httpd/conf/loncapa.conf";
@@ -45,8 +70,10 @@ impl Cli {
     }
 
     /// Parses the process's arguments as [`Cli::parse`](clap::Parser::parse) does, but
-    /// under the program name `name`; exits with clap's message and code on bad input.
+    /// under the program name `name`, which becomes the [`program_name`] of the process's
+    /// messages; exits with clap's message and code on bad input.
     pub fn parse_named(name: &'static str) -> Cli {
+        set_program_name(name);
         let matches = Self::command_named(name).get_matches();
         match Cli::from_arg_matches(&matches) {
             Ok(cli) => cli,
@@ -266,6 +293,15 @@ mod tests {
             ConfigArgs::default().config_paths(),
             [PathBuf::from(DEFAULT_CONFIG)]
         );
+    }
+
+    /// Item 9: messages start with the binary's own name, once it is set; only the first
+    /// name set counts.
+    #[test]
+    fn program_name_is_the_one_set_first() {
+        set_program_name("lonc-std");
+        set_program_name("other");
+        assert_eq!(program_name(), "lonc-std");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The daemon's life: the runtime-neutral steps both daemons share ([`prepare`]: config,
-//! user check, detaching, pid file, logs, open-file limit; [`status_lines`]; the socket
-//! binding of a peer), and the std supervisor ([`run`]) that starts one
+//! user check, detaching, pid file, logs, socket directory, open-file limit; failing a
+//! start ([`Prepared::abort`]); [`status_lines`]; the socket binding of a peer), and the
+//! std supervisor ([`run`]) that starts one
 //! [`PeerHandle`] per peer and answers signals: TERM/INT stop, HUP/USR2 reload, USR1 status.
 
 use std::collections::BTreeMap;
@@ -13,15 +14,15 @@ use std::time::{Duration, SystemTime};
 use lonc_core::io::Severity;
 use lonc_core::roster::PeerSpec;
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, program_name};
 use crate::driver::PeerHandle;
 use crate::load::{DaemonConfig, load};
 use crate::logfile::{LogFiles, PARENT, localtime};
 use crate::paths::Paths;
-use crate::pidfile::{PidFile, is_alive, read_pid};
+use crate::pidfile::PidFile;
 use crate::process::{Detached, check_user, daemonize, raise_nofile_limit};
 use crate::signals::{self, SignalAction};
-use crate::socket::bind_peer_socket;
+use crate::socket::{Removed, bind_peer_socket, prepare_delayed_dir, prepare_socket_dir};
 use crate::spool::Spool;
 use crate::status::{PeerStatusLine, status_text};
 use crate::supervisor::{PeerContext, PeerSet, Supervisor};
@@ -60,71 +61,121 @@ impl Prepared {
             d.ready();
         }
     }
+
+    /// Startup failed after [`prepare`]: says why in `lonc.log` (CRITICAL), removes the
+    /// pid file, then says why on stderr and to the waiting parent, which exits 1.
+    /// Returns the exit code, [`EXIT_START`].
+    pub fn abort(mut self, message: &str) -> i32 {
+        self.logs.log(
+            PARENT,
+            Severity::Critical,
+            &format!("cannot start: {message}"),
+        );
+        let mut detached = self.detached.take();
+        drop(self);
+        fail(&mut detached, EXIT_START, message)
+    }
 }
 
 /// Says why startup failed: on stderr, and to the waiting parent when detached.
-fn fail(detached: &mut Option<Detached>, code: i32, message: String) -> i32 {
-    eprintln!("lonc: {message}");
+fn fail(detached: &mut Option<Detached>, code: i32, message: &str) -> i32 {
+    eprintln!("{}: {message}", program_name());
     if let Some(d) = detached.take() {
-        d.failed(&message);
+        d.failed(message);
     }
     code
 }
 
 /// Loads the config, checks the user, detaches unless `--foreground`, takes the pid file,
-/// opens the logs and raises the open-file limit. On failure, says why on stderr (and to
-/// the parent that waits for a detached daemon) and gives the exit code.
+/// opens the logs, prepares `lonSockDir` (and `delayed/` in it) and raises the open-file
+/// limit. On failure, says why on stderr, in `lonc.log` once it is open, and to the
+/// parent that waits for a detached daemon, and gives the exit code.
+///
+/// Whether another daemon runs is decided by the pid file's lock alone (taken after
+/// detaching), never by whether the pid in the file is alive.
 pub fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
     let mut detached = None;
     let config_paths = args.config.config_paths();
     let config =
-        load(&config_paths).map_err(|e| fail(&mut detached, EXIT_CONFIG, e.to_string()))?;
+        load(&config_paths).map_err(|e| fail(&mut detached, EXIT_CONFIG, &e.to_string()))?;
     for w in &config.warnings {
-        eprintln!("lonc: warning: {w}");
+        eprintln!("{}: warning: {w}", program_name());
     }
     let user = args
         .user
         .clone()
         .unwrap_or_else(|| config.settings.user.clone());
-    check_user(&user).map_err(|e| fail(&mut detached, EXIT_START, e))?;
+    check_user(&user).map_err(|e| fail(&mut detached, EXIT_START, &e))?;
     let paths = Paths::new(&config.settings);
-    if let Some(pid) = read_pid(&paths.pid_file)
-        && is_alive(pid)
-    {
-        let message = format!(
-            "already running as pid {pid} (pid file {})",
-            paths.pid_file.display()
-        );
-        return Err(fail(&mut detached, EXIT_START, message));
-    }
     if !args.foreground {
         let d = daemonize()
-            .map_err(|e| fail(&mut detached, EXIT_START, format!("cannot detach: {e}")))?;
+            .map_err(|e| fail(&mut detached, EXIT_START, &format!("cannot detach: {e}")))?;
         detached = Some(d);
     }
     let pid_file = PidFile::create(&paths.pid_file)
-        .map_err(|e| fail(&mut detached, EXIT_START, e.to_string()))?;
-    let logs = LogFiles::open(&paths).map_err(|e| {
-        let message = format!(
-            "cannot open the logs under {}: {e}",
-            paths.log_file.display()
-        );
-        fail(&mut detached, EXIT_START, message)
-    })?;
+        .map_err(|e| fail(&mut detached, EXIT_START, &e.to_string()))?;
+    let logs = match LogFiles::open(&paths) {
+        Ok(logs) => logs,
+        Err(e) => {
+            drop(pid_file);
+            return Err(fail(
+                &mut detached,
+                EXIT_START,
+                &format!("cannot open the logs: {e}"),
+            ));
+        }
+    };
     for w in &config.warnings {
         logs.log(PARENT, Severity::Warning, w);
     }
+    let spool = Spool::new(paths.delayed_dir.clone());
+    let prepared = Prepared {
+        config,
+        paths,
+        logs,
+        pid_file,
+        spool,
+        config_paths,
+        detached,
+    };
+    if let Err(e) = prepare_socket_dir(&prepared.paths.sock_dir) {
+        return Err(prepared.abort(&format!("cannot use lonSockDir: {e}")));
+    }
+    prepare_spool_dir(&prepared.logs, &prepared.paths);
+    raise_limit(&prepared.logs, prepared.config.peers.len());
+    Ok(prepared)
+}
+
+/// Creates `lonSockDir/delayed` if missing (with the socket directory's mode); a
+/// problem is a CRITICAL line, not a failure: the links work without it.
+fn prepare_spool_dir(logs: &LogFiles, paths: &Paths) {
+    match prepare_delayed_dir(&paths.sock_dir, &paths.delayed_dir) {
+        Ok(true) => logs.log(
+            PARENT,
+            Severity::Info,
+            &format!("created {}", paths.delayed_dir.display()),
+        ),
+        Ok(false) => {}
+        Err(e) => logs.log(
+            PARENT,
+            Severity::Critical,
+            &format!("delayed messages cannot be spooled: {e}"),
+        ),
+    }
+}
+
+/// Raises the open-file limit, saying in the log when it stays too low for `peers`.
+fn raise_limit(logs: &LogFiles, peers: usize) {
     match raise_nofile_limit() {
         Ok(limit) => {
             // Each peer needs its socket, its connection(s) and its clients.
-            let wanted = (config.peers.len() as u64) * 4 + 64;
+            let wanted = (peers as u64) * 4 + 64;
             if limit < wanted {
                 logs.log(
                     PARENT,
                     Severity::Critical,
                     &format!(
-                        "open-file limit {limit} is too low for {} peers (want {wanted}); some peers may not be served",
-                        config.peers.len()
+                        "open-file limit {limit} is too low for {peers} peers (want {wanted}); some peers may not be served"
                     ),
                 );
             }
@@ -135,30 +186,32 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
             &format!("cannot raise the open-file limit: {e}"),
         ),
     }
-    let spool = Spool::new(paths.delayed_dir.clone());
-    Ok(Prepared {
-        config,
-        paths,
-        logs,
-        pid_file,
-        spool,
-        config_paths,
-        detached,
-    })
 }
 
-/// Binds a peer's Unix socket, logging (not failing) when it cannot.
-pub fn bind_socket(logs: &LogFiles, paths: &Paths, peer: &str) -> Option<UnixListener> {
+/// Binds a peer's Unix socket. A stray file or symlink removed from its path is a
+/// WARNING line for the peer; a failure is a CRITICAL line for the peer, and its
+/// message is returned.
+pub fn bind_socket(logs: &LogFiles, paths: &Paths, peer: &str) -> Result<UnixListener, String> {
     let path = paths.socket(peer);
     match bind_peer_socket(&path) {
-        Ok(l) => Some(l),
+        Ok(bound) => {
+            if let Some(removed) = bound.removed.filter(|r| *r != Removed::StaleSocket) {
+                logs.log(
+                    peer,
+                    Severity::Warning,
+                    &format!(
+                        "removed {} found at {} to create the socket",
+                        removed.describe(),
+                        path.display()
+                    ),
+                );
+            }
+            Ok(bound.listener)
+        }
         Err(e) => {
-            logs.log(
-                peer,
-                Severity::Critical,
-                &format!("cannot create socket {}: {e}", path.display()),
-            );
-            None
+            let message = format!("cannot create socket {}: {e}", path.display());
+            logs.log(peer, Severity::Critical, &message);
+            Err(message)
         }
     }
 }
@@ -226,20 +279,22 @@ impl PeerSet for StdPeers {
 
 /// Runs the blocking daemon until TERM/INT; returns the exit code.
 pub fn run(args: &RunArgs) -> i32 {
-    let mut prepared = match prepare(args) {
+    let prepared = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
     };
     let (tx, rx) = mpsc::channel::<SignalAction>();
     let signal_handle = match signals::spawn_listener(tx) {
         Ok(h) => h,
-        Err(e) => {
-            let message = format!("cannot handle signals: {e}");
-            prepared.logs.log(PARENT, Severity::Critical, &message);
-            return fail(&mut prepared.detached, EXIT_START, message);
+        Err(e) => return prepared.abort(&format!("cannot handle signals: {e}")),
+    };
+    let mut supervisor = match Supervisor::start(prepared, StdPeers::default(), "lonc-std") {
+        Ok(s) => s,
+        Err(code) => {
+            signal_handle.close();
+            return code;
         }
     };
-    let mut supervisor = Supervisor::start(prepared, StdPeers::default(), "lonc-std");
     while let Ok(action) = rx.recv() {
         if !supervisor.handle(action) {
             break;

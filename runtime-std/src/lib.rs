@@ -13,6 +13,7 @@ pub mod load;
 pub mod local_error;
 pub mod logfile;
 pub mod lond_sim;
+pub mod nofollow;
 pub mod paths;
 pub mod peer_io;
 pub mod pidfile;

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use lonc_core::config::{ConfigBuilder, ConfigErrors, Settings};
-use lonc_core::hosts::{HostsTab, parse_hosts};
+use lonc_core::hosts::{HostsTab, parse_hosts_for};
 use lonc_core::roster::{PeerSpec, roster};
 
 /// The largest config file or hosts.tab read (64 MiB): a bigger one is an error, not an
@@ -56,6 +56,14 @@ pub enum LoadError {
 /// Reads `path` whole (at most [`MAX_FILE_SIZE`] bytes), converting bytes that are not
 /// UTF-8 lossily.
 fn read_text(path: &Path) -> io::Result<String> {
+    Ok(match String::from_utf8(read_bytes(path)?) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// Reads `path` whole, at most [`MAX_FILE_SIZE`] bytes.
+fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
     let file = File::open(path)?;
     if file.metadata()?.is_dir() {
         return Err(io::Error::other("is a directory"));
@@ -67,15 +75,13 @@ fn read_text(path: &Path) -> io::Result<String> {
             "larger than {MAX_FILE_SIZE} bytes"
         )));
     }
-    Ok(match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    Ok(bytes)
 }
 
 /// Reads every config file of `config_paths` in order (later ones win), then
-/// `<lonTabDir>/hosts.tab`, and builds the roster. Problems in hosts.tab are warnings,
-/// never errors; an unreadable file or a bad config value is an error.
+/// `<lonTabDir>/hosts.tab`, and builds the roster. Problems in hosts.tab (including ids
+/// that cannot name a socket in `lonSockDir`) are warnings that skip their line, never
+/// errors; an unreadable file or a bad config value is an error.
 pub fn load(config_paths: &[PathBuf]) -> Result<DaemonConfig, LoadError> {
     let mut builder = ConfigBuilder::new();
     for path in config_paths {
@@ -90,11 +96,15 @@ pub fn load(config_paths: &[PathBuf]) -> Result<DaemonConfig, LoadError> {
     let mut warnings = loaded.warnings;
 
     let hosts_path = settings.tab_dir.join("hosts.tab");
-    let text = read_text(&hosts_path).map_err(|source| LoadError::ReadHosts {
+    let bytes = read_bytes(&hosts_path).map_err(|source| LoadError::ReadHosts {
         path: hosts_path.clone(),
         source,
     })?;
-    let hosts = parse_hosts(&hosts_path.display().to_string(), &text);
+    let hosts = parse_hosts_for(
+        &hosts_path.display().to_string(),
+        &bytes,
+        &settings.sock_dir,
+    );
     warnings.extend(hosts.problems.iter().map(ToString::to_string));
     let peers = roster(&settings, &hosts);
     Ok(DaemonConfig {
@@ -260,6 +270,38 @@ mod tests {
         let cfg = load(&[conf]).unwrap();
         assert_eq!(cfg.peers.len(), 1);
         assert_eq!(cfg.hosts.hosts[0].name, "\u{fffd}");
+    }
+
+    #[test]
+    fn hosts_tab_line_that_cannot_work_is_a_numbered_warning() {
+        let dir = TempDir::new().unwrap();
+        let conf = write(dir.path(), "c.conf", base_config(dir.path()));
+        // lonSockDir is <dir>/sockets: an id of 107 bytes cannot fit beside it.
+        let long = "x".repeat(107);
+        let mut hosts = format!("a:d:r:n:1.2.3.4\n{long}:d:r:n:1.2.3.4\n").into_bytes();
+        hosts.extend_from_slice(b"delayed:d:r:n:1.2.3.4\nv6:d:r:n:[::1]\n\xffid:d:r:n:1.2.3.4\n");
+        write(dir.path(), "hosts.tab", hosts);
+        let cfg = load(&[conf]).unwrap();
+        let ids: Vec<&str> = cfg.peers.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["a"]);
+        let tab = dir.path().join("hosts.tab");
+        let lines: Vec<String> = (2..=5)
+            .map(|n| format!("{}:{n}: ", tab.display()))
+            .collect();
+        assert_eq!(cfg.warnings.len(), lines.len(), "{:?}", cfg.warnings);
+        for (w, line) in cfg.warnings.iter().zip(&lines) {
+            assert!(w.starts_with(line.as_str()), "{w:?} is not on {line:?}");
+        }
+        assert!(cfg.warnings[0].contains("too long"), "{:?}", cfg.warnings);
+        assert!(
+            cfg.warnings[3].contains("not valid UTF-8"),
+            "{:?}",
+            cfg.warnings
+        );
+        let text = describe(&cfg);
+        for line in &lines {
+            assert!(text.contains(&format!("\nwarning: {line}")), "{text}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The daemon's logs (PROTOCOL.md sections 8 and 9): `lonc.log`, one line per event
 //! (`<localtime> (<pid>) [<peer or PARENT>] [<SEVERITY>]: <message>`), and
 //! `lonnet.perm.log`, one `S` line per delayed message delivered; Perl-style local time
-//! stamps; the last message of each peer for the status file; reopening on HUP.
+//! stamps; the last message of each peer for the status file; reopening on HUP. The files
+//! are opened for append without following a symlink planted in their place.
 //!
 //! [`LogFiles`] is a cheap handle (`Clone + Send + Sync`) around a mutex: each write is
 //! one short `write(2)`, so threads and async tasks alike may call it directly.
@@ -9,6 +10,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +19,8 @@ use chrono::{DateTime, Local, TimeZone, Utc};
 use lonc_core::delayed::PermLogEntry;
 use lonc_core::io::Severity;
 
+use crate::cli::program_name;
+use crate::nofollow::open_nofollow;
 use crate::paths::Paths;
 
 /// The peer name of the daemon's own (supervisor) log lines.
@@ -115,16 +119,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The mode of a log file the daemon creates.
+const LOG_MODE: u32 = 0o644;
+
+/// Opens `path` for appending, creating it (and its directory) if missing. A symlink
+/// planted at `path` is refused, not followed; so is anything but a regular file or a
+/// character device (`/dev/null`). Errors name the file.
 fn open_append(path: &std::path::Path) -> io::Result<File> {
+    let named = |e: io::Error| {
+        if e.to_string().contains(&*path.to_string_lossy()) {
+            e
+        } else {
+            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        }
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
+        fs::create_dir_all(dir).map_err(named)?;
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    let file = open_nofollow(
+        OpenOptions::new().create(true).append(true).mode(LOG_MODE),
+        path,
+    )
+    .map_err(named)?;
+    let kind = file.metadata().map_err(named)?.file_type();
+    if !(kind.is_file() || kind.is_char_device()) {
+        return Err(named(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    Ok(file)
 }
 
 impl LogFiles {
     /// Opens `lonc.log` and `lonnet.perm.log` for appending, creating their directory
-    /// (`lonDaemons/logs`) if missing.
+    /// (`lonDaemons/logs`) if missing. A symlink planted at either path is refused (an
+    /// error naming it), never followed.
     pub fn open(paths: &Paths) -> io::Result<LogFiles> {
         let log = open_append(&paths.log_file)?;
         let perm = open_append(&paths.perm_log)?;
@@ -192,13 +222,15 @@ impl LogFiles {
             let which = if perm { "lonnet.perm.log" } else { "lonc.log" };
             let _ = writeln!(
                 io::stderr(),
-                "lonc: cannot write to {which}: {e} (further errors not reported)"
+                "{}: cannot write to {which}: {e} (further errors not reported)",
+                program_name()
             );
         }
     }
 
-    /// Closes and reopens both files (after logrotate moved them; on HUP). On failure the
-    /// files already open stay in use. A no-op for [`LogFiles::stderr_only`].
+    /// Closes and reopens both files (after logrotate moved them; on HUP). On failure (a
+    /// symlink planted at a path, say: it is not followed) the files already open stay
+    /// in use. A no-op for [`LogFiles::stderr_only`].
     pub fn reopen(&self) -> io::Result<()> {
         let Some((log_path, perm_path)) = &self.inner.paths else {
             return Ok(());
@@ -420,6 +452,38 @@ mod tests {
             });
             assert!(logs.last_line(PARENT).unwrap().ends_with("lost too"));
         }
+    }
+
+    /// Item 5: a symlink planted at `lonc.log` or `lonnet.perm.log` is refused (an error
+    /// naming the file), at open and at reopen, and never followed; after a refused
+    /// reopen the files open before stay in use.
+    #[test]
+    fn log_symlinks_are_refused_not_followed() {
+        let dir = TempDir::new().unwrap();
+        let p = paths(dir.path());
+        fs::create_dir_all(p.log_file.parent().unwrap()).unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "keep\n").unwrap();
+        for link in [&p.log_file, &p.perm_log] {
+            std::os::unix::fs::symlink(&target, link).unwrap();
+            let err = LogFiles::open(&p).unwrap_err().to_string();
+            let name = link.file_name().unwrap().to_string_lossy();
+            assert!(
+                err.contains(&*name) && err.contains("is a symbolic link"),
+                "{err}"
+            );
+            assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
+            fs::remove_file(link).unwrap();
+        }
+        let logs = LogFiles::open(&p).unwrap();
+        let rotated = p.log_file.with_extension("log.1");
+        fs::rename(&p.log_file, &rotated).unwrap();
+        std::os::unix::fs::symlink(&target, &p.log_file).unwrap();
+        let err = logs.reopen().unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        logs.log(PARENT, Severity::Info, "still here");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
+        assert!(fs::read_to_string(&rotated).unwrap().contains("still here"));
     }
 
     #[test]

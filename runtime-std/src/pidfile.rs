@@ -1,6 +1,8 @@
 //! The pid file `lonDaemons/logs/lonc.pid` (PROTOCOL.md section 9): `<pid>\n`, held
-//! under an exclusive `flock` for the daemon's life; a live pid in it means "already
-//! running", a stale or garbage one is replaced; removed when the daemon stops.
+//! under an exclusive `flock` for the daemon's life. The lock, not the pid, says
+//! "already running": a file nobody holds locked is stale whatever pid it names (after a
+//! reboot that pid may well be alive, and unrelated) and is taken over. Never followed
+//! through a symlink; removed when the daemon stops.
 //!
 //! The daemon must create it *after* detaching ([`crate::process::daemonize`]), so the
 //! pid written is the one that stays; [`PidFile::update_pid`] exists for a process whose
@@ -12,9 +14,11 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
+
+use crate::nofollow::open_nofollow;
 
 /// The longest pid file read: a pid is at most 10 digits; anything much longer is garbage.
 const MAX_PID_FILE: u64 = 64;
@@ -22,10 +26,14 @@ const MAX_PID_FILE: u64 = 64;
 /// How often [`PidFile::create`] retries when the file it locked was replaced meanwhile.
 const LOCK_RETRIES: usize = 20;
 
+/// How long [`PidFile::create`] keeps trying a lock held by someone else before saying
+/// "already running": a [`lock_holder`] probe (`lonc status`) holds it for an instant.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Why the pid file could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum PidError {
-    /// Another process, alive, is named in the file (or holds its lock).
+    /// Another process holds the file's lock.
     #[error("{}", already_running(*pid, path))]
     AlreadyRunning {
         /// Its pid (0 if it holds the lock but has not written its pid yet).
@@ -46,8 +54,8 @@ pub enum PidError {
 fn already_running(pid: i32, path: &Path) -> String {
     if pid > 0 {
         format!(
-            "already running as pid {pid} (pid file {}); stop it first, or remove the file \
-             if that process is not lonc",
+            "already running as pid {pid} (it holds the lock on the pid file {}); stop it \
+             first",
             path.display()
         )
     } else {
@@ -108,10 +116,7 @@ pub fn read_pid(path: &Path) -> Option<i32> {
 
 /// Opens an existing file for reading without following a symlink or blocking on a FIFO.
 fn open_existing(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-        .open(path)
+    open_nofollow(OpenOptions::new().read(true), path)
 }
 
 /// True if `path` still names the same file as `file` (the lock holder may have removed
@@ -139,9 +144,10 @@ impl PidFile {
     /// Takes the pid file at `path`, creating its directory if missing, and writes this
     /// process's pid into it.
     ///
-    /// Fails with [`PidError::AlreadyRunning`] if another process holds its lock, or if
-    /// the pid in it belongs to a live process other than this one (an older daemon that
-    /// does not lock). A stale or garbage file is overwritten.
+    /// Fails with [`PidError::AlreadyRunning`] if another process holds its lock. A file
+    /// nobody holds locked is overwritten, whatever it says: the pid in it may be alive
+    /// and unrelated (pids are reused after a reboot). A symlink at `path` is refused,
+    /// not followed; so is a file with other hard links.
     pub fn create(path: &Path) -> Result<PidFile, PidError> {
         let io_err = |source: io::Error| PidError::Io {
             path: path.to_owned(),
@@ -152,19 +158,27 @@ impl PidFile {
         }
         let me = std::process::id();
         for _ in 0..LOCK_RETRIES {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-                .open(path)
-                .map_err(io_err)?;
-            if !file.metadata().map_err(io_err)?.is_file() {
+            let file = open_nofollow(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o644),
+                path,
+            )
+            .map_err(io_err)?;
+            let meta = file.metadata().map_err(io_err)?;
+            if !meta.is_file() {
                 return Err(io_err(io::Error::other("not a regular file")));
             }
-            let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            // Writing the pid would overwrite the file another name shares.
+            if meta.nlink() > 1 {
+                return Err(io_err(io::Error::other(
+                    "it has other hard links, so it is not lonc's own file: remove it",
+                )));
+            }
+            let mut file = match lock_exclusive(file) {
                 Ok(locked) => locked,
                 Err((mut file, Errno::EWOULDBLOCK)) => {
                     let pid = holder_pid(&mut file);
@@ -228,8 +242,9 @@ impl PidFile {
     }
 }
 
-/// With the lock on `file` held: checks that `path` still names it (`Ok(false)` if not)
-/// and that no other live process is named in it, then writes `me` into it.
+/// With the lock on `file` held: checks that `path` still names it (`Ok(false)` if not),
+/// then writes `me` into it. Whatever pid the file held is stale: its writer would still
+/// hold the lock.
 fn claim(path: &Path, file: &mut File, me: u32) -> Result<bool, PidError> {
     let io_err = |source: io::Error| PidError::Io {
         path: path.to_owned(),
@@ -237,15 +252,6 @@ fn claim(path: &Path, file: &mut File, me: u32) -> Result<bool, PidError> {
     };
     if !same_file(path, file).map_err(io_err)? {
         return Ok(false);
-    }
-    if let Some(pid) = read_pid_from(file).map_err(io_err)?
-        && pid as u32 != me
-        && is_alive(pid)
-    {
-        return Err(PidError::AlreadyRunning {
-            pid,
-            path: path.to_owned(),
-        });
     }
     write_pid(file, me).map_err(io_err)?;
     Ok(true)
@@ -257,6 +263,42 @@ fn claim(path: &Path, file: &mut File, me: u32) -> Result<bool, PidError> {
 fn release(file: Flock<File>) {
     if let Err((guard, _)) = file.unlock() {
         std::mem::forget(guard);
+    }
+}
+
+/// Takes the exclusive lock on `file` without blocking, trying again for [`BUSY_WAIT`]
+/// while someone else holds it (a passing [`lock_holder`] probe lets go at once; a
+/// running daemon does not).
+fn lock_exclusive(file: File) -> Result<Flock<File>, (File, Errno)> {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Err((f, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Who runs, according to the pid file at `path`: `Some(pid)` of the process that holds
+/// its lock (0 if it has not written its pid yet), `None` if nobody holds it (no file,
+/// not a regular file, a symlink, or a stale file whatever pid it names). The probe
+/// takes a shared lock for an instant when the file is free.
+pub fn lock_holder(path: &Path) -> Option<i32> {
+    let file = open_existing(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(locked) => {
+            release(locked);
+            None
+        }
+        Err((mut file, Errno::EWOULDBLOCK)) => Some(holder_pid(&mut file)),
+        Err(_) => None,
     }
 }
 
@@ -351,22 +393,50 @@ mod tests {
         assert_eq!(read_pid(&path), None);
     }
 
+    /// Item 9: the lock decides, not `kill(pid, 0)`: a live but unrelated pid (1, as
+    /// after a reboot) in a file nobody holds locked is stale, and the file is taken.
     #[test]
-    fn live_pid_means_already_running() {
+    fn unrelated_live_pid_is_stale_when_the_lock_is_free() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join("lonc.pid");
-        // pid 1 is alive (init; kill gives EPERM for an unprivileged user).
+        // pid 1 is alive (init).
+        assert!(is_alive(1));
         fs::write(&path, "1\n").unwrap();
-        let err = PidFile::create(&path).unwrap_err();
-        assert!(
-            matches!(&err, PidError::AlreadyRunning { pid: 1, path: p } if *p == path),
-            "{err:?}"
-        );
+        let pf = PidFile::create(&path).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n", me()));
+        drop(pf);
+        assert!(!path.exists());
+    }
+
+    /// Item 5: a symlink at the pid file's path is refused with an error saying so, and
+    /// neither followed nor removed.
+    #[test]
+    fn symlink_pid_file_is_refused_clearly() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "keep\n").unwrap();
+        let link = dir.path().join("lonc.pid");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = PidFile::create(&link).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("already running as pid 1"), "{msg}");
-        assert!(msg.contains("lonc.pid"), "{msg}");
-        // The file is left alone.
-        assert_eq!(fs::read_to_string(&path).unwrap(), "1\n");
+        assert!(
+            msg.contains("lonc.pid") && msg.contains("is a symbolic link"),
+            "{msg}"
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // A dangling link too (O_CREAT would create its target if it were followed).
+        let missing = dir.path().join("missing");
+        let dangling = dir.path().join("dangling.pid");
+        std::os::unix::fs::symlink(&missing, &dangling).unwrap();
+        let msg = PidFile::create(&dangling).unwrap_err().to_string();
+        assert!(msg.contains("is a symbolic link"), "{msg}");
+        assert!(!missing.exists());
     }
 
     #[test]
@@ -408,6 +478,53 @@ mod tests {
             drop(pf);
             assert!(!path.exists());
         }
+    }
+
+    /// Item 9: the lock tells who runs: nobody for a missing, stale or linked file, the
+    /// holder's pid for a held one; a probe does not stop a daemon from starting.
+    #[test]
+    fn lock_holder_follows_the_lock_not_the_pid() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("lonc.pid");
+        assert_eq!(lock_holder(&path), None);
+        fs::write(&path, "1\n").unwrap();
+        assert_eq!(lock_holder(&path), None);
+        let pf = PidFile::create(&path).unwrap();
+        assert_eq!(lock_holder(&path), Some(me()));
+        drop(pf);
+        assert_eq!(lock_holder(&path), None);
+        let link = dir.path().join("link.pid");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(lock_holder(&link), None);
+        // Probing while a daemon starts does not make it fail.
+        fs::write(&path, "1\n").unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    lock_holder(&path);
+                }
+            });
+            for _ in 0..20 {
+                drop(PidFile::create(&path).unwrap());
+                fs::write(&path, "1\n").unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+
+    /// Item 5: a hard link planted at the pid file's path (another file of the daemon's
+    /// user) is refused, not overwritten.
+    #[test]
+    fn hard_linked_pid_file_is_refused() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "keep\n").unwrap();
+        let path = dir.path().join("lonc.pid");
+        fs::hard_link(&target, &path).unwrap();
+        let err = PidFile::create(&path).unwrap_err();
+        assert!(err.to_string().contains("hard link"), "{err}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::{ForkResult, Pid, Uid, User, chdir, fork, geteuid, setsid};
 
+use crate::cli::program_name;
+
 /// A uid with its user name when it has one: `www (uid 33)` or `uid 1234`.
 fn who(uid: Uid) -> String {
     match User::from_uid(uid) {
@@ -90,8 +92,11 @@ pub fn daemonize() -> io::Result<Detached> {
                 std::process::exit(0);
             }
             match said.strip_prefix("ERR ") {
-                Some(msg) => eprintln!("lonc: {}", msg.trim_end()),
-                None => eprintln!("lonc: the daemon exited during startup (see its log)"),
+                Some(msg) => eprintln!("{}: {}", program_name(), msg.trim_end()),
+                None => eprintln!(
+                    "{}: the daemon exited during startup (see its log)",
+                    program_name()
+                ),
             }
             std::process::exit(1);
         }

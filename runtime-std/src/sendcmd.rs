@@ -10,10 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use crate::cli::{ConfigArgs, SendArgs};
+use crate::cli::{ConfigArgs, SendArgs, program_name};
 use crate::load::{DaemonConfig, describe, load};
 use crate::paths::Paths;
-use crate::pidfile::{is_alive, read_pid};
+use crate::pidfile::{is_alive, lock_holder, read_pid};
 use crate::process::send_signal;
 
 /// The longest reply `send` accepts (256 MiB, the default `loncMaxReply`), LF excluded.
@@ -109,7 +109,7 @@ fn send_request_bounded(
 /// Loads the config, printing errors (and returning the exit code) on failure.
 fn load_config(args: &ConfigArgs, err: &mut dyn Write) -> Result<DaemonConfig, i32> {
     load(&args.config_paths()).map_err(|e| {
-        let _ = writeln!(err, "lonc: {e}");
+        let _ = writeln!(err, "{}: {e}", program_name());
         EXIT_CONFIG
     })
 }
@@ -141,7 +141,8 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
     if !cfg.peers.iter().any(|p| p.id == args.peer) {
         let _ = writeln!(
             err,
-            "lonc: no peer {:?} in {}",
+            "{}: no peer {:?} in {}",
+            program_name(),
             args.peer,
             cfg.settings.tab_dir.join("hosts.tab").display()
         );
@@ -152,7 +153,8 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
         Err(e) => {
             let _ = writeln!(
                 err,
-                "lonc: cannot reach {} through {}: {e} (is lonc running?)",
+                "{}: cannot reach {} through {}: {e} (is lonc running?)",
+                program_name(),
                 args.peer,
                 socket.display()
             );
@@ -161,7 +163,8 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
         Ok(reply) if reply.is_empty() => {
             let _ = writeln!(
                 err,
-                "lonc: no reply from {}: the connection closed",
+                "{}: no reply from {}: the connection closed",
+                program_name(),
                 args.peer
             );
             EXIT_FAILED
@@ -171,7 +174,7 @@ fn run_send_to(args: &SendArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32
             let _ = out.write_all(b"\n");
             let _ = out.flush();
             if reply == b"con_lost" {
-                let _ = writeln!(err, "lonc: the link to {} is down", args.peer);
+                let _ = writeln!(err, "{}: the link to {} is down", program_name(), args.peer);
                 EXIT_FAILED
             } else {
                 EXIT_OK
@@ -227,25 +230,36 @@ fn run_status_to(
         Err(code) => return code,
     };
     let paths = Paths::new(&cfg.settings);
-    let Some(pid) = read_pid(&paths.pid_file) else {
-        let _ = writeln!(
-            err,
-            "lonc is not running (no pid in {})",
-            paths.pid_file.display()
-        );
-        return EXIT_FAILED;
+    // The lock decides who runs, not whether the pid in the file is alive: after a
+    // reboot that pid may belong to anyone.
+    let pid = match lock_holder(&paths.pid_file) {
+        Some(pid) if pid > 0 => pid,
+        Some(_) => {
+            let _ = writeln!(
+                err,
+                "lonc is starting (no pid in {} yet); try again",
+                paths.pid_file.display()
+            );
+            return EXIT_FAILED;
+        }
+        None => {
+            let why = match read_pid(&paths.pid_file) {
+                None => format!("no pid in {}", paths.pid_file.display()),
+                Some(pid) if !is_alive(pid) => {
+                    format!("pid {pid} in {} is gone", paths.pid_file.display())
+                }
+                Some(pid) => format!(
+                    "pid {pid} in {} is stale: no process holds the file's lock",
+                    paths.pid_file.display()
+                ),
+            };
+            let _ = writeln!(err, "lonc is not running ({why})");
+            return EXIT_FAILED;
+        }
     };
-    if !is_alive(pid) {
-        let _ = writeln!(
-            err,
-            "lonc is not running (pid {pid} in {} is gone)",
-            paths.pid_file.display()
-        );
-        return EXIT_FAILED;
-    }
     let before = file_version(&paths.status_file);
     if let Err(e) = send_signal(pid, Signal::SIGUSR1) {
-        let _ = writeln!(err, "lonc: cannot signal pid {pid}: {e}");
+        let _ = writeln!(err, "{}: cannot signal pid {pid}: {e}", program_name());
         return EXIT_FAILED;
     }
     let deadline = Instant::now() + wait;
@@ -276,7 +290,8 @@ fn run_status_to(
         Err(e) => {
             let _ = writeln!(
                 err,
-                "lonc: cannot read {}: {e}",
+                "{}: cannot read {}: {e}",
+                program_name(),
                 paths.status_file.display()
             );
             EXIT_FAILED
@@ -494,6 +509,33 @@ mod tests {
         assert_eq!(code, 2);
     }
 
+    /// Item 9: the pid file's lock decides for `status` too: a live but unrelated pid in
+    /// a file nobody holds locked (as after a reboot) is not signalled.
+    #[test]
+    fn status_does_not_signal_the_pid_of_an_unlocked_file() {
+        let dir = TempDir::new().unwrap();
+        let config = setup(dir.path());
+        let pid_file = dir.path().join("daemons/logs/lonc.pid");
+        fs::create_dir_all(pid_file.parent().unwrap()).unwrap();
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        fs::write(&pid_file, format!("{}\n", stranger.id())).unwrap();
+        let (code, _, err) = capture(|o, e| run_status_to(&config, Duration::ZERO, o, e));
+        // USR1 would have killed it.
+        thread::sleep(Duration::from_millis(100));
+        let alive = stranger.try_wait().unwrap().is_none();
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert!(
+            alive,
+            "status signalled a process that does not hold the lock"
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("not running"), "{err}");
+    }
+
     #[test]
     fn status_signals_and_prints_the_new_file() {
         use signal_hook::consts::SIGUSR1;
@@ -502,8 +544,8 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let config = setup(dir.path());
         let paths = Paths::new(&load(&config.config).unwrap().settings);
-        fs::create_dir_all(paths.pid_file.parent().unwrap()).unwrap();
-        fs::write(&paths.pid_file, format!("{}\n", std::process::id())).unwrap();
+        // This process holds the pid file, as the daemon does.
+        let _pid_file = crate::pidfile::PidFile::create(&paths.pid_file).unwrap();
         crate::status::write_status(&paths.status_file, "old\n").unwrap();
 
         // This test process plays the daemon: USR1 rewrites the status file.

@@ -1,9 +1,13 @@
 //! The status file `lonDocRoot/lon-status/loncstatus.txt` (PROTOCOL.md section 9),
-//! rewritten on USR1: its text, and writing it so readers never see half of it.
+//! rewritten on USR1: its text, and writing it so readers never see half of it and no
+//! link planted beside it is followed.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use nix::fcntl::OFlag;
 
 /// One peer's line of the status file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +44,18 @@ pub fn status_text(localtime: &str, parent_pid: u32, peers: &[PeerStatusLine]) -
     out
 }
 
+/// The mode of the status file: the web server shows it (`lon-status` is under
+/// `lonDocRoot`).
+pub const STATUS_MODE: u32 = 0o644;
+
 /// Replaces the file at `path` with `text`: creates its directory if missing, writes a
 /// temporary file beside it and renames it over, so a reader sees the old or the new
 /// file, never a part.
+///
+/// The temporary file has a fresh random name (`.loncstatus.txt.<random>.tmp`) and is
+/// created with `O_CREAT | O_EXCL | O_NOFOLLOW`, so nothing planted in the directory
+/// (a symlink at a guessed name, say) is ever opened; the rename replaces whatever is
+/// at `path`, a symlink included, without following it.
 pub fn write_status(path: &Path, text: &str) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -52,25 +65,25 @@ pub fn write_status(path: &Path, text: &str) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .make_in(dir, |tmp_path| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(STATUS_MODE)
+                .custom_flags(OFlag::O_NOFOLLOW.bits())
+                .open(tmp_path)
+        })?;
+    // On any error below, dropping `tmp` removes the temporary file.
+    tmp.as_file_mut().write_all(text.as_bytes())?;
+    tmp.as_file().sync_data()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,6 +164,34 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["loncstatus.txt"]);
+    }
+
+    /// Item 5: a symlink planted at the old predictable temporary name
+    /// (`.loncstatus.txt.<pid>.tmp`) or at the status file's own path is never followed:
+    /// the status file becomes a regular file and the links' targets keep their content.
+    #[test]
+    fn status_write_follows_no_planted_symlink() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("loncstatus.txt");
+        let tmp_target = dir.path().join("tmp-target");
+        let status_target = dir.path().join("status-target");
+        fs::write(&tmp_target, "keep tmp\n").unwrap();
+        fs::write(&status_target, "keep status\n").unwrap();
+        let old_tmp = dir
+            .path()
+            .join(format!(".loncstatus.txt.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&tmp_target, &old_tmp).unwrap();
+        std::os::unix::fs::symlink(&status_target, &path).unwrap();
+        write_status(&path, "new\n").unwrap();
+        assert_eq!(fs::read_to_string(&tmp_target).unwrap(), "keep tmp\n");
+        assert_eq!(fs::read_to_string(&status_target).unwrap(), "keep status\n");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "{meta:?}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(fs::read_link(&old_tmp).unwrap(), tmp_target);
+        // Readable by the web server, like the file it replaces.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o644, 0o644);
     }
 
     #[test]

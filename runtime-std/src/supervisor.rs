@@ -1,8 +1,11 @@
 //! The supervisor both daemons share: it starts one peer per host of hosts.tab on its
 //! socket and answers signals (TERM/INT stop, HUP/USR2 reload keeping unchanged links up,
-//! USR1 status file and revive). A runtime provides the running peers through
-//! [`PeerSet`]; how it waits for signals is its own business.
+//! USR1 status file and revive). A socket that cannot be created fails the start; at a
+//! reload it is a CRITICAL line and the peer shows as `no-socket` in the status file. A
+//! runtime provides the running peers through [`PeerSet`]; how it waits for signals is
+//! its own business.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -11,6 +14,7 @@ use std::time::Duration;
 use lonc_core::io::Severity;
 use lonc_core::roster::{self, PeerSpec};
 
+use crate::cli::program_name;
 use crate::daemon::{GRACE, Prepared, bind_socket, status_lines};
 use crate::load::load;
 use crate::logfile::{LogFiles, PARENT};
@@ -53,18 +57,33 @@ pub trait PeerSet {
     fn stop(&mut self, ids: &[String], grace: Duration);
 }
 
+/// The status-file state of a peer of hosts.tab whose socket could not be created at a
+/// reload (it has no running peer; the next reload tries again).
+pub const NO_SOCKET: &str = "no-socket";
+
+/// The status-file state of a peer whose socket was bound but whose runtime could not
+/// start it (the next reload tries again).
+pub const NOT_STARTED: &str = "not-started";
+
 /// A daemon's supervisor over the peers of a runtime.
 pub struct Supervisor<P: PeerSet> {
     peers: P,
     ctx: PeerContext,
     config_paths: Vec<PathBuf>,
     pid_file: Option<PidFile>,
+    /// Peers of hosts.tab that are not running, with their state word for the status
+    /// file ([`NO_SOCKET`], [`NOT_STARTED`]).
+    unserved: BTreeMap<String, &'static str>,
 }
 
 impl<P: PeerSet> Supervisor<P> {
-    /// Starts every peer of the prepared config and tells a waiting parent that startup
-    /// is complete. `name` is the daemon's name for the log.
-    pub fn start(mut prepared: Prepared, peers: P, name: &str) -> Self {
+    /// Binds every peer's socket, starts the peers and tells a waiting parent that
+    /// startup is complete. `name` is the daemon's name for the log.
+    ///
+    /// A socket that cannot be created fails the start: every socket bound is removed
+    /// again and the reason goes to `lonc.log`, stderr and the waiting parent
+    /// ([`Prepared::abort`]); the error is the exit code.
+    pub fn start(mut prepared: Prepared, peers: P, name: &str) -> Result<Self, i32> {
         prepared.logs.log(
             PARENT,
             Severity::Info,
@@ -75,6 +94,25 @@ impl<P: PeerSet> Supervisor<P> {
                 prepared.config.peers.len()
             ),
         );
+        let mut bound = Vec::new();
+        let mut failed = Vec::new();
+        for spec in prepared.config.peers.clone() {
+            match bind_socket(&prepared.logs, &prepared.paths, &spec.id) {
+                Ok(listener) => bound.push((spec, listener)),
+                Err(message) => failed.push(message),
+            }
+        }
+        if let Some(first) = failed.first() {
+            for (spec, listener) in bound {
+                drop(listener);
+                remove_peer_socket(&prepared.paths.socket(&spec.id));
+            }
+            let message = match failed.len() {
+                1 => first.clone(),
+                n => format!("{first} (and {} more peers, see lonc.log)", n - 1),
+            };
+            return Err(prepared.abort(&message));
+        }
         let mut sup = Supervisor {
             peers,
             ctx: PeerContext {
@@ -85,13 +123,14 @@ impl<P: PeerSet> Supervisor<P> {
             },
             config_paths: prepared.config_paths.clone(),
             pid_file: None,
+            unserved: BTreeMap::new(),
         };
-        for spec in prepared.config.peers.clone() {
-            sup.start_peer(spec);
+        for (spec, listener) in bound {
+            sup.start_on(spec, listener);
         }
         prepared.ready();
         sup.pid_file = Some(prepared.pid_file);
-        sup
+        Ok(sup)
     }
 
     /// The running peers.
@@ -127,8 +166,20 @@ impl<P: PeerSet> Supervisor<P> {
         self.ctx.logs.log(PARENT, severity, message);
     }
 
+    /// The state word of every peer of hosts.tab, running or not, by peer id.
+    fn states(&self) -> Vec<(String, String)> {
+        let mut states = self.peers.states();
+        states.extend(
+            self.unserved
+                .iter()
+                .map(|(id, state)| (id.clone(), (*state).to_owned())),
+        );
+        states.sort();
+        states
+    }
+
     fn status(&mut self) {
-        let text = status_lines(&self.ctx.logs, &self.peers.states());
+        let text = status_lines(&self.ctx.logs, &self.states());
         if let Err(e) = write_status(&self.ctx.paths.status_file, &text) {
             let message = format!("cannot write {}: {e}", self.ctx.paths.status_file.display());
             self.log(Severity::Warning, &message);
@@ -138,7 +189,10 @@ impl<P: PeerSet> Supervisor<P> {
 
     fn reload(&mut self) {
         if let Err(e) = self.ctx.logs.reopen() {
-            eprintln!("lonc: cannot reopen the logs: {e}");
+            let message =
+                format!("cannot reopen the logs, still writing to the files open before: {e}");
+            eprintln!("{}: {message}", program_name());
+            self.log(Severity::Critical, &message);
         }
         let new = match load(&self.config_paths) {
             Ok(new) => new,
@@ -167,6 +221,8 @@ impl<P: PeerSet> Supervisor<P> {
                 "lonHostID or a directory changed: restart the daemon for it to take effect",
             );
         }
+        self.unserved
+            .retain(|id, _| new.peers.iter().any(|p| p.id == *id));
         let stopping: Vec<String> = change
             .stop
             .iter()
@@ -179,16 +235,33 @@ impl<P: PeerSet> Supervisor<P> {
         }
     }
 
+    /// Binds the socket of a peer (added or changed by a reload) and starts it; a socket
+    /// that cannot be made is a CRITICAL line (from [`bind_socket`]) and the peer is
+    /// reported as [`NO_SOCKET`] in the status file.
     fn start_peer(&mut self, spec: PeerSpec) {
+        match bind_socket(&self.ctx.logs, &self.ctx.paths, &spec.id) {
+            Ok(listener) => self.start_on(spec, listener),
+            Err(_) => {
+                self.unserved.insert(spec.id, NO_SOCKET);
+            }
+        }
+    }
+
+    /// Starts a peer on its bound socket; a failure is a CRITICAL line and the peer is
+    /// reported as [`NOT_STARTED`].
+    fn start_on(&mut self, spec: PeerSpec, listener: UnixListener) {
         let id = spec.id.clone();
-        let Some(listener) = bind_socket(&self.ctx.logs, &self.ctx.paths, &id) else {
-            return;
-        };
-        if let Err(e) = self.peers.start(spec, &self.ctx, listener) {
-            self.ctx
-                .logs
-                .log(&id, Severity::Critical, &format!("cannot start: {e}"));
-            remove_peer_socket(&self.ctx.paths.socket(&id));
+        match self.peers.start(spec, &self.ctx, listener) {
+            Ok(()) => {
+                self.unserved.remove(&id);
+            }
+            Err(e) => {
+                self.ctx
+                    .logs
+                    .log(&id, Severity::Critical, &format!("cannot start: {e}"));
+                remove_peer_socket(&self.ctx.paths.socket(&id));
+                self.unserved.insert(id, NOT_STARTED);
+            }
         }
     }
 

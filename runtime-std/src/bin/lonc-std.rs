@@ -5,7 +5,7 @@ use lonc_std::cli::Cli;
 use lonc_std::daemon::run;
 
 fn main() {
-    let cli = Cli::parse_named("lonc-std");
+    let cli = Cli::parse_named(env!("CARGO_BIN_NAME"));
     let code = match &cli.command {
         None => run(&cli.run),
         Some(command) => command.execute(run),

@@ -15,23 +15,18 @@ use nix::sys::signal::Signal;
 use crate::e2e::{Client, Daemon, Runtime, Site, send_text};
 use crate::suite::{wait_for, wait_for_reply};
 
-/// The tests of this module as `#[test]` functions for one runtime, in a module
-/// `hardening_stop` (so `cargo test ... hardening_stop` picks them all).
+/// The tests of this module as `#[test]` functions for one runtime.
 #[macro_export]
 macro_rules! hardening_stop_tests {
     ($rt:expr) => {
-        mod hardening_stop {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::module_tests! {
-                $rt; hardening_stop;
-                term_after_socket_file_removed,
-                hup_then_term_after_socket_file_removed,
-                term_after_fd_exhaustion,
-                fd_exhaustion_is_not_a_peer_failure,
-                abandoned_requests_are_not_sent,
-                half_closed_client_still_gets_its_reply,
-            }
+        $crate::module_tests! {
+            $rt; hardening_stop;
+            term_after_socket_file_removed,
+            hup_then_term_after_socket_file_removed,
+            term_after_fd_exhaustion,
+            fd_exhaustion_is_not_a_peer_failure,
+            abandoned_requests_are_not_sent,
+            half_closed_client_still_gets_its_reply,
         }
     };
 }

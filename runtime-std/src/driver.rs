@@ -589,9 +589,8 @@ impl PeerThread {
 /// with TCP keepalive and no Nagle delay.
 ///
 /// A connection whose descriptor would be one of those kept for clients
-/// ([`fd_reserve`](crate::fd_reserve)) is not opened: that error, like running out of descriptors or memory,
-/// is a local resource error
-/// ([`is_local_resource_error`](crate::local_error::is_local_resource_error)).
+/// ([`crate::fd_reserve`]) is not opened: that error, like running out of descriptors or
+/// memory, is a local resource error ([`is_local_resource_error`]).
 pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
     for addr in (host, port).to_socket_addrs()? {

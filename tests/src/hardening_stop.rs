@@ -1,5 +1,5 @@
 //! End-to-end hardening tests, stopping and local resource limits (issue 7 items 3, 8 and 10): stop never depends on the filesystem, EMFILE is the daemon's problem, abandoned requests are not sent.
-//! Each test is a `pub fn` taking the [`Runtime`](crate::e2e::Runtime), listed in the
+//! Each test is a `pub fn` taking the [`Runtime`], listed in the
 //! macro below so that both runtimes' test files run it.
 
 use std::fs;

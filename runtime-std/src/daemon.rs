@@ -16,6 +16,7 @@ use lonc_core::roster::PeerSpec;
 
 use crate::cli::{RunArgs, program_name};
 use crate::driver::PeerHandle;
+use crate::fd_reserve::reserve_for;
 use crate::load::{DaemonConfig, load};
 use crate::logfile::{LogFiles, PARENT, localtime};
 use crate::paths::Paths;
@@ -142,7 +143,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, i32> {
         return Err(prepared.abort(&format!("cannot use lonSockDir: {e}")));
     }
     prepare_spool_dir(&prepared.logs, &prepared.paths);
-    raise_limit(&prepared.logs, prepared.config.peers.len());
+    raise_limit(&prepared.logs, &prepared.config.peers);
     Ok(prepared)
 }
 
@@ -165,17 +166,20 @@ fn prepare_spool_dir(logs: &LogFiles, paths: &Paths) {
 }
 
 /// Raises the open-file limit, saying in the log when it stays too low for `peers`.
-fn raise_limit(logs: &LogFiles, peers: usize) {
+fn raise_limit(logs: &LogFiles, peers: &[PeerSpec]) {
     match raise_nofile_limit() {
         Ok(limit) => {
-            // Each peer needs its socket, its connection(s) and its clients.
-            let wanted = (peers as u64) * 4 + 64;
+            let wanted = descriptors_wanted(peers, limit);
             if limit < wanted {
                 logs.log(
                     PARENT,
                     Severity::Critical,
                     &format!(
-                        "open-file limit {limit} is too low for {peers} peers (want {wanted}); some peers may not be served"
+                        "open-file limit {limit} is too low for {} peers (want {wanted}: a socket \
+                         and loncMaxConnections links a peer, the {} kept for clients, and 64 \
+                         for files); links that do not fit wait, peers that are up keep serving",
+                        peers.len(),
+                        reserve_for(limit)
                     ),
                 );
             }
@@ -186,6 +190,17 @@ fn raise_limit(logs: &LogFiles, peers: usize) {
             &format!("cannot raise the open-file limit: {e}"),
         ),
     }
+}
+
+/// The descriptors a daemon with these peers wants under `limit`: each peer's socket
+/// and its links (`loncMaxConnections`), the reserve kept for clients, and 64 for the
+/// log, pid, spool and status files.
+fn descriptors_wanted(peers: &[PeerSpec], limit: u64) -> u64 {
+    let per_peers: u64 = peers
+        .iter()
+        .map(|p| 1 + p.link.max_connections as u64)
+        .sum();
+    per_peers + reserve_for(limit) + 64
 }
 
 /// Binds a peer's Unix socket. A stray file or symlink removed from its path is a
@@ -303,4 +318,30 @@ pub fn run(args: &RunArgs) -> i32 {
     supervisor.shutdown();
     signal_handle.close();
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lonc_core::config::LinkSettings;
+
+    fn peer(max_connections: usize) -> PeerSpec {
+        PeerSpec {
+            id: "p".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            link: LinkSettings {
+                max_connections,
+                ..LinkSettings::default()
+            },
+        }
+    }
+
+    #[test]
+    fn descriptors_wanted_counts_a_socket_and_the_links_of_each_peer() {
+        let peers: Vec<PeerSpec> = (0..1000).map(|_| peer(1)).collect();
+        assert_eq!(descriptors_wanted(&peers, 20_000), 2000 + 256 + 64);
+        let peers: Vec<PeerSpec> = (0..10).map(|_| peer(4)).collect();
+        assert_eq!(descriptors_wanted(&peers, 1024), 50 + 128 + 64);
+    }
 }

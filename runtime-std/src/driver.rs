@@ -616,8 +616,12 @@ pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStrea
 /// logged and taken as empty.
 pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<DelayedEntry> {
     spool.list().unwrap_or_else(|e| {
-        let message = format!("cannot list the delayed spool: {e}");
-        logs.log(peer, Severity::Critical, &message);
+        if is_local_resource_error(&e) {
+            alarm().report(logs, "listing the delayed spool", &e);
+        } else {
+            let message = format!("cannot list the delayed spool: {e}");
+            logs.log(peer, Severity::Critical, &message);
+        }
         Vec::new()
     })
 }

@@ -1,5 +1,5 @@
 //! End-to-end hardening tests, configuration ranges and hosts.tab checks (issue 7 items 4 and 7).
-//! Each test is a `pub fn` taking the [`Runtime`](crate::e2e::Runtime), listed in the
+//! Each test is a `pub fn` taking the [`Runtime`], listed in the
 //! macro below so that both runtimes' test files run it.
 
 use std::ffi::OsStr;

@@ -1,5 +1,5 @@
 //! End-to-end hardening tests, files the daemon creates and the operator's truth (issue 7 items 5, 6 and 9): status and pid files, sockets, an unusable socket directory, error messages.
-//! Each test is a `pub fn` taking the [`Runtime`](crate::e2e::Runtime), listed in the
+//! Each test is a `pub fn` taking the [`Runtime`], listed in the
 //! macro below so that both runtimes' test files run it.
 
 use std::fs;

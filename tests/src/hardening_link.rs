@@ -1,7 +1,7 @@
 //! End-to-end hardening tests, the link to lond (issue 7 item 2): a lond that streams
 //! bytes without LF before its challenge costs one failed attempt each time, with backoff
 //! and finally a dead peer, never a reconnect loop.
-//! Each test is a `pub fn` taking the [`Runtime`](crate::e2e::Runtime), listed in the
+//! Each test is a `pub fn` taking the [`Runtime`], listed in the
 //! macro below so that both runtimes' test files run it.
 
 use std::io::Write;

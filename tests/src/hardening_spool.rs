@@ -1,7 +1,7 @@
 //! End-to-end hardening tests, delayed spool (issue 7 items 1 and 11): a file still being
 //! written is never sent cut, odd entries are logged once and never followed, and a
 //! delivered file that cannot be deleted is not sent again at every rescan.
-//! Each test is a `pub fn` taking the [`Runtime`](crate::e2e::Runtime), listed in the
+//! Each test is a `pub fn` taking the [`Runtime`], listed in the
 //! macro below so that both runtimes' test files run it.
 
 use std::fs;

@@ -183,12 +183,25 @@ pub fn bind_peer_socket(path: &Path) -> io::Result<BoundSocket> {
             e
         }
     })?;
-    if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE)) {
+    if let Err(e) = chmod_no_follow(path, SOCKET_MODE) {
         drop(listener);
         let _ = fs::remove_file(path);
         return Err(e);
     }
     Ok(BoundSocket { listener, removed })
+}
+
+/// Sets `path`'s mode, never through a symbolic link: if the path was swapped for a link
+/// since it was made, this fails (EOPNOTSUPP) instead of changing what the link points at.
+fn chmod_no_follow(path: &Path, mode: u32) -> io::Result<()> {
+    let mode = nix::sys::stat::Mode::from_bits_truncate(mode as nix::libc::mode_t);
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        mode,
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
 }
 
 fn in_use(path: &Path) -> io::Error {
@@ -354,5 +367,21 @@ mod tests {
         assert!(!path.exists());
         remove_peer_socket(&path);
         drop(l);
+    }
+
+    #[test]
+    fn the_socket_mode_is_never_set_through_a_link() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, "x").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("peer");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(chmod_no_follow(&link, SOCKET_MODE).is_err());
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the link's target was changed");
+        chmod_no_follow(&target, 0o640).unwrap();
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
     }
 }

@@ -174,8 +174,12 @@ impl Site {
             ("loncConnectTimeout", "1".into()),
             ("loncHandshakeTimeout", "3".into()),
         ];
+        // A test's knob replaces the base value of the same name (each variable set
+        // once, so the daemon has no "set again" warning to give).
         for (k, v) in vars {
-            text.push_str(&format!("PerlSetVar {k} {v}\n"));
+            if !knobs.iter().any(|(name, _)| *name == k) {
+                text.push_str(&format!("PerlSetVar {k} {v}\n"));
+            }
         }
         for (k, v) in knobs {
             text.push_str(&format!("PerlSetVar {k} {v}\n"));

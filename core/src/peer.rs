@@ -482,8 +482,10 @@ impl Peer {
             self.retry_at = Some(now + LOCAL_ERROR_RETRY);
             if !self.local_error_logged {
                 self.local_error_logged = true;
+                // INFO: the daemon-wide CRITICAL line (with the limit) is the runtime's,
+                // once for all peers; this one only says which peers wait.
                 self.log(
-                    Severity::Warning,
+                    Severity::Info,
                     format!(
                         "cannot open a connection to {}:{}: local resource limit ({reason}); \
                          not the peer's fault, not counted as a failed attempt; retrying every {}s",

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 /// The longest path a Unix socket can be bound at, in bytes: `sun_path` holds 108, the
@@ -657,7 +657,7 @@ mod tests {
     /// An IPv4 address or a host name.
     fn ip() -> impl Strategy<Value = String> {
         prop_oneof![
-            any::<[u8; 4]>().prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
+            any::<[u8; 4]>().prop_map(|b| Ipv4Addr::from(b).to_string()),
             "[a-z]([a-z0-9-]{0,6}[a-z0-9])?(\\.[a-z]([a-z0-9-]{0,6}[a-z0-9])?){0,3}\\.?",
         ]
     }

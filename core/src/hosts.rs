@@ -11,9 +11,9 @@
 //! and an `ip` that is neither an IPv4 address nor a host name (an IPv6 address cannot be
 //! written in this colon-separated file: its colons split it into fields).
 
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::HashMap;
 use std::fmt;
-use core::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 /// The longest path a Unix socket can be bound at, in bytes: `sun_path` holds 108, the

@@ -1,9 +1,10 @@
 //! The daemon's configuration: `PerlSetVar <name> <value>` lines (PROTOCOL.md 2.1 and
 //! 2.3) parsed into typed [`Settings`], every knob with its default.
 //!
-//! Every knob is declared once, in the table of [`knobs`](self::KNOBS) (`config/knobs.rs`):
-//! the settings structs, their defaults, the range constants, `check-config`'s listing,
-//! the parse and range checks and the README's knob table all come from that entry.
+//! Every knob is declared once, as one entry of the knob table in `config/knobs.rs` (listed
+//! at run time as [`KNOBS`]): the settings structs, their defaults, the range constants,
+//! `check-config`'s listing, the parse and range checks and the README's knob table all
+//! come from that entry.
 //!
 //! - `config/knobs.rs`: the table, and [`Settings::describe`];
 //! - `config/table.rs`: the macro that makes code of the table;

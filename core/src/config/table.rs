@@ -1,7 +1,7 @@
 //! How the one knob table of [`super::knobs`] becomes code: the `knob_table!` macro.
 //!
 //! From each entry the macro makes the settings field (its doc is the entry's meaning), its
-//! default (in `LinkSettings::default`), its range constant, its name in
+//! default (in `LinkSettings::DEFAULT`), its range constant, its name in
 //! `REQUIRED_VARIABLES` or `OPTIONAL_VARIABLES`, its `Knob` in `KNOBS` (what
 //! `check-config` prints and the README's table shows), and its read in `Draft::read`
 //! (parse and range check, through a `Source`).
@@ -57,10 +57,16 @@ macro_rules! knob_table {
             )*
         }
 
+        impl LinkSettings {
+            /// The defaults of PROTOCOL.md 2.3, usable in a `const` (e.g.
+            /// `LinkSettings::DEFAULT.max_reply`).
+            pub const DEFAULT: LinkSettings = LinkSettings { $($lfield: $ldefault,)* };
+        }
+
         impl Default for LinkSettings {
-            /// The defaults of PROTOCOL.md 2.3.
+            /// The defaults of PROTOCOL.md 2.3, [`LinkSettings::DEFAULT`].
             fn default() -> Self {
-                LinkSettings { $($lfield: $ldefault,)* }
+                Self::DEFAULT
             }
         }
 
@@ -126,7 +132,8 @@ macro_rules! knob_table {
                 let link = LinkSettings {$(
                     $lfield: source.optional::<$lty>(
                         $lname,
-                        &knob_table!(@form [LinkSettings, $lform $($lrange($($larg),*))? $(($lwhat))?]),
+                        &knob_table!(@form
+                            [LinkSettings, $lform $($lrange($($larg),*))? $(($lwhat))?]),
                         $ldefault,
                     ),
                 )*};
@@ -169,7 +176,10 @@ macro_rules! knob_table {
 
     // The descriptor of an entry: `$field` finds its value in some settings; a required
     // variable has no default.
-    (@knob $name:literal, [$($doc:literal)+], $ty:ty, $form:tt, $field:expr $(, $default:expr)?) => {
+    (
+        @knob $name:literal, [$($doc:literal)+], $ty:ty, $form:tt, $field:expr
+        $(, $default:expr)?
+    ) => {
         Knob {
             name: $name,
             required: knob_table!(@required $($default)?),

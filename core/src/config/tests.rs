@@ -670,6 +670,13 @@ fn the_knob_table_lists_every_variable_once_in_describe_order() {
     }
 }
 
+#[test]
+fn the_const_defaults_are_the_defaults() {
+    const MAX_REPLY: usize = LinkSettings::DEFAULT.max_reply;
+    assert_eq!(MAX_REPLY, 256 * 1024 * 1024);
+    assert_eq!(LinkSettings::DEFAULT, LinkSettings::default());
+}
+
 // ---- retry bounds ----
 
 #[test]

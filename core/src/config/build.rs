@@ -254,8 +254,8 @@ impl<'a> Build<'a> {
         }
     }
 
-    /// `loncRetryMin` must not exceed `loncRetryMax`; the error goes on whichever of the
-    /// two was set later (or the one that was set at all).
+    /// `loncRetryMin` must not exceed `loncRetryMax`; the error goes on `loncRetryMin`'s
+    /// line when it was set, else on `loncRetryMax`'s.
     fn check_retry(&mut self, link: &LinkSettings) {
         let bad = |e: &ConfigError| {
             matches!(e, ConfigError::Invalid { variable, .. }

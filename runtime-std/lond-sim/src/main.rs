@@ -6,7 +6,7 @@
 //! Serves every `--listen` entry (one TCP listener each, port 0 picks a free port), prints
 //! one line `lond-sim <id> listening on <addr>` per listener to stdout, then runs until
 //! SIGTERM or SIGINT and stops cleanly (exit 0). What it answers, and the fault knobs, are
-//! described in [`lonc_std::lond_sim`]. Bad arguments exit 2, a listener that cannot be
+//! described in [`lond_sim`]. Bad arguments exit 2, a listener that cannot be
 //! bound exits 1.
 
 use std::io::Write;
@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lonc_std::lond_sim::{LondSim, SimOptions, parse_listen};
+use lond_sim::{LondSim, SimOptions, parse_listen};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 

@@ -15,8 +15,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lond_sim::{LondSim, SimOptions, parse_listen};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use nix::sys::signal::{SigSet, Signal};
 
 /// The command line of `lond-sim`.
 #[derive(Debug, Parser)]
@@ -68,14 +67,15 @@ fn main() -> ExitCode {
         endless_line: args.endless_line,
         close_during_handshake: args.close_during_handshake,
     };
-    // Signals first, so one that comes right after the "listening" lines is not lost.
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("lond-sim: cannot handle signals: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Signals blocked first (in this thread, so in every thread it starts), so one that
+    // comes right after the "listening" lines waits for `sigwait` below and is not lost.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    if let Err(e) = signals.thread_block() {
+        eprintln!("lond-sim: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
     let sim = match LondSim::start(args.listen, args.client_id, opts) {
         Ok(sim) => sim,
         Err(e) => {
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         let _ = out.flush();
     }
     // Blocks until SIGTERM or SIGINT.
-    let _ = signals.forever().next();
+    let _ = signals.wait();
     sim.stop();
     ExitCode::SUCCESS
 }

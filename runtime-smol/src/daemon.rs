@@ -1,14 +1,14 @@
-//! The smol daemon's life: the shared startup and supervisor of `lonc-std`, peers as tasks
+//! The smol daemon's life: the startup and supervisor shared through `lonc-host`, peers as tasks
 //! on a multi-threaded smol executor, and signals through `async-signal`.
 
 use std::sync::Arc;
 use std::thread;
 
 use async_signal::{Signal, Signals};
-use lonc_std::cli::RunArgs;
-use lonc_std::daemon::prepare;
-use lonc_std::signals::action;
-use lonc_std::supervisor::Supervisor;
+use lonc_host::cli::RunArgs;
+use lonc_host::signals::action;
+use lonc_host::startup::prepare;
+use lonc_host::supervisor::Supervisor;
 use smol::Executor;
 use smol::stream::StreamExt;
 

@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 
 use clap::Args;
-use lonc_std::cli::{ConfigArgs, RunArgs};
-use lonc_std::lond_sim::{LondSim, SimOptions};
-use lonc_std::site::{SiteLayout, current_user};
+use lonc_host::cli::{ConfigArgs, RunArgs};
+use lonc_host::site::{SiteLayout, current_user};
+use lond_sim::{LondSim, SimOptions};
 
 /// `lonc demo` options.
 #[derive(Debug, Clone, Args)]

@@ -2,7 +2,7 @@
 //! around it) with one timer re-armed from `poll_timeout()`; small tasks move bytes (an
 //! acceptor per peer socket, a reader and a writer per client and per TCP connection);
 //! connects, spool files and log writes run through `smol::unblock`, never on an executor
-//! thread. Every decision is the core's; the plumbing is `lonc-std`'s.
+//! thread. Every decision is the core's; the plumbing is `lonc-host`'s.
 //!
 //! A client that half-closed is watched for a later full close by a zero-timeout `poll`
 //! every [`HALF_CLOSED_POLL`], only while it is owed replies: async-io wakes a reader on
@@ -22,15 +22,15 @@ use bytes::Bytes;
 use lonc_core::io::{ClientId, ConnId, Severity};
 use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
-use lonc_std::driver::{open_tcp, spool_delete, spool_list, spool_read};
-use lonc_std::hangup;
-use lonc_std::local_error::{alarm, is_local_resource_error};
-use lonc_std::logfile::LogFiles;
-use lonc_std::peer_io::{
+use lonc_host::hangup;
+use lonc_host::link_socket::open_tcp;
+use lonc_host::local_error::{alarm, is_local_resource_error};
+use lonc_host::logfile::LogFiles;
+use lonc_host::peer_io::{
     self, ACCEPT_PAUSE, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo,
-    PeerSnapshot, READ_CHUNK, STOP_SLACK, Writers,
+    PeerSnapshot, READ_CHUNK, STOP_SLACK, Writers, spool_delete, spool_list, spool_read,
 };
-use lonc_std::supervisor::{PeerContext, PeerSet};
+use lonc_host::supervisor::{PeerContext, PeerSet};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,10 +1,10 @@
 //! `lonc`: the smol daemon, its operator commands (`check-config`, `send`, `status`,
-//! shared with `lonc-std`), and `demo`.
+//! shared with `lonc-std` through `lonc-host`), and `demo`.
 
 use clap::{Parser, Subcommand};
+use lonc_host::cli::{Command, RunArgs};
 use lonc_smol::daemon::run;
 use lonc_smol::demo::{DemoArgs, run_demo};
-use lonc_std::cli::{Command, RunArgs};
 
 /// lonc: persistent IDEA-encrypted links from this LON-CAPA server to every other
 /// server's lond, one Unix socket per peer.
@@ -26,7 +26,7 @@ enum LoncCommand {
 }
 
 fn main() {
-    lonc_std::cli::set_program_name(env!("CARGO_BIN_NAME"));
+    lonc_host::cli::set_program_name(env!("CARGO_BIN_NAME"));
     let cli = LoncCli::parse();
     let code = match &cli.command {
         None => run(&cli.run),

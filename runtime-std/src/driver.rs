@@ -12,7 +12,7 @@
 //! whole stop is bounded in time.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -23,23 +23,20 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lonc_core::delayed::DelayedEntry;
 use lonc_core::io::{ClientId, ConnId, Severity};
 use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
+use lonc_host::hangup;
+use lonc_host::link_socket::open_tcp;
+use lonc_host::local_error::{alarm, is_local_resource_error};
+use lonc_host::logfile::LogFiles;
+use lonc_host::peer_io::{
+    self, ACCEPT_PAUSE, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo,
+    PeerSnapshot, READ_CHUNK, STOP_SLACK, Writers, spool_delete, spool_list, spool_read,
+};
+use lonc_host::supervisor::PeerContext;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
-use crate::hangup;
-use crate::link_socket;
-use crate::local_error::{alarm, is_local_resource_error};
-use crate::logfile::LogFiles;
-use crate::peer_io::{
-    self, ACCEPT_PAUSE, Action, Backlog, CLOSE_FLUSH, Closer, INPUT_QUEUE, Outbox, PeerIo,
-    PeerSnapshot, READ_CHUNK, STOP_SLACK, Writers,
-};
-use crate::spool::Spool;
-use crate::supervisor::PeerContext;
 
 type Input = peer_io::Input<StdOutbox, TcpStream>;
 
@@ -169,7 +166,6 @@ impl PeerHandle {
             .map(|s| s.clone())
             .unwrap_or(PeerSnapshot {
                 state: PeerState::Stopped,
-                connections: 0,
             })
     }
 
@@ -583,59 +579,6 @@ impl PeerThread {
             let _ = self.io.handle::<TcpStream>(Instant::now(), input);
         }
     }
-}
-
-/// Resolves `host` and connects to the first address that answers within `timeout`,
-/// with TCP keepalive and no Nagle delay.
-///
-/// A connection whose descriptor would be one of those kept for clients
-/// ([`crate::fd_reserve`]) is not opened: that error, like running out of descriptors or
-/// memory, is a local resource error ([`is_local_resource_error`]).
-pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
-    for addr in (host, port).to_socket_addrs()? {
-        match link_socket::connect_checked(&addr, timeout) {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let _ = nix::sys::socket::setsockopt(
-                    &stream,
-                    nix::sys::socket::sockopt::KeepAlive,
-                    &true,
-                );
-                return Ok(stream);
-            }
-            // Another address would meet the same shortage.
-            Err(e) if is_local_resource_error(&e) => return Err(e),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// The delayed spool's entries for `ListDelayed`; an unreadable spool is
-/// logged and taken as empty.
-pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<DelayedEntry> {
-    spool.list().unwrap_or_else(|e| {
-        if is_local_resource_error(&e) {
-            alarm().report(logs, "listing the delayed spool", &e);
-        } else {
-            let message = format!("cannot list the delayed spool: {e}");
-            logs.log(peer, Severity::Critical, &message);
-        }
-        Vec::new()
-    })
-}
-
-/// A delayed file's start for `ReadDelayed` (at most `max + 1` bytes), or why
-/// it cannot be read.
-pub fn spool_read(spool: &Spool, name: &str, max: usize) -> Result<Vec<u8>, String> {
-    spool.read_request(name, max).map_err(|e| e.to_string())
-}
-
-/// Deletes a delivered delayed file (`DeleteDelayed`); why it failed goes back to the
-/// core (`handle_delayed_delete_failed`), which decides what it means.
-pub fn spool_delete(spool: &Spool, name: &str) -> Result<(), String> {
-    spool.delete(name).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

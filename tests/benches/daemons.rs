@@ -39,8 +39,8 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lonc_std::lond_sim::LondSim;
 use lonc_tests::e2e::{self, Daemon, Runtime, SMOL, STD, Site, eventually};
+use lond_sim::LondSim;
 
 /// The two daemons, in the order each round runs them.
 const DAEMONS: [(Runtime, &str); 2] = [(SMOL, "lonc (smol)"), (STD, "lonc-std")];

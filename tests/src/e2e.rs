@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lonc_std::lond_sim::{LondSim, SimListener, SimOptions};
+use lond_sim::{LondSim, SimListener, SimOptions};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -84,7 +84,7 @@ fn build(rt: Runtime) -> Result<PathBuf, String> {
     Ok(profile_dir.join(rt.binary))
 }
 
-pub use lonc_std::site::current_user;
+pub use lonc_host::site::current_user;
 
 /// A LON-CAPA installation in a temp dir: this host `msul0` and its peers, each on its
 /// own loopback address, all on one lond port.
@@ -139,7 +139,7 @@ impl Site {
             })
             .collect();
         let addrs: Vec<Ipv4Addr> = peers.iter().map(|p| p.1).collect();
-        let port = lonc_std::site::free_port(&addrs).expect("a port free on the test addresses");
+        let port = lonc_host::site::free_port(&addrs).expect("a port free on the test addresses");
         let site = Site {
             config: dir.path().join("loncapa.conf"),
             dir,
@@ -485,7 +485,7 @@ impl Drop for Daemon {
 
 /// What lonnet does: one request on a new connection, one reply line (without LF).
 pub fn send(socket: &Path, request: &[u8]) -> io::Result<Vec<u8>> {
-    lonc_std::sendcmd::send_request(socket, request, Duration::from_secs(20))
+    lonc_host::sendcmd::send_request(socket, request, Duration::from_secs(20))
 }
 
 /// `send`, as text.

@@ -81,7 +81,7 @@ fn spawn_with_fd_limit(rt: Runtime, site: &Site, limit: u64) -> Daemon {
 
 /// One request with a short timeout, as text (`<error: ...>` when there is no reply).
 fn ask(socket: &Path, request: &str, timeout: Duration) -> String {
-    match lonc_std::sendcmd::send_request(socket, request.as_bytes(), timeout) {
+    match lonc_host::sendcmd::send_request(socket, request.as_bytes(), timeout) {
         Ok(r) => String::from_utf8_lossy(&r).into_owned(),
         Err(e) => format!("<error: {e}>"),
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lonc_std::lond_sim::{LondSim, SimListener, SimOptions};
+use lond_sim::{LondSim, SimListener, SimOptions};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

@@ -1,7 +1,7 @@
 //! `lonc-std`: the blocking lonc daemon on std threads, and its operator commands
 //! (`check-config`, `send`, `status`).
 
-use lonc_std::cli::Cli;
+use lonc_host::cli::Cli;
 use lonc_std::daemon::run;
 
 fn main() {

@@ -1,5 +1,5 @@
 //! The synchronisation primitives of [`crate::writers`]: std's, or loom's under
-//! `--cfg loom` (`RUSTFLAGS="--cfg loom" cargo test -p lonc-std --test loom --release`).
+//! `--cfg loom` (`RUSTFLAGS="--cfg loom" cargo test -p lonc-host --test loom --release`).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};

@@ -253,6 +253,9 @@ mod tests {
             shortage(&io::Error::other(reserve)),
             Some(Shortage::Descriptors)
         );
+        // As fd_reserve makes it for a link over the reserve.
+        let err = crate::fd_reserve::check_fd(1020, 1024).unwrap_err();
+        assert!(is_local_resource_error(&err));
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! daemon `lonc`) reuses the same grammar under its own name with [`Cli::parse_named`]:
 //!
 //! ```
-//! use lonc_std::cli::{Cli, Command};
+//! use lonc_host::cli::{Cli, Command};
 //! let cli = Cli::try_parse_named("lonc", ["lonc", "check-config", "--config", "/tmp/x.conf"])
 //!     .unwrap();
 //! assert!(matches!(cli.command, Some(Command::CheckConfig(_))));
 //! ```
+//!
+//! The process exit codes live here too ([`EXIT_OK`], [`EXIT_FAILED`], [`EXIT_CONFIG`],
+//! [`EXIT_START`]). [`Command::execute`] is defined with the operator commands it runs, in
+//! [`crate::sendcmd`].
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -40,6 +44,16 @@ pub fn program_name() -> &'static str {
             .unwrap_or_else(|| "lonc".to_owned())
     })
 }
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: `con_lost`, no reply, daemon not reachable or not running.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: the configuration (or the command line) is not usable.
+pub const EXIT_CONFIG: i32 = 2;
+/// Exit code: any other failure to start the daemon (wrong user, already running, no
+/// socket).
+pub const EXIT_START: i32 = EXIT_FAILED;
 
 /// The config file read when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/httpd/conf/loncapa.conf";
@@ -118,19 +132,6 @@ pub enum Command {
     Send(SendArgs),
     /// Ask the running daemon for its status file (SIGUSR1) and print it.
     Status(ConfigArgs),
-}
-
-impl Command {
-    /// Carries out the command: the operator commands here, the daemon itself through
-    /// `run` (each runtime brings its own). Returns the exit code.
-    pub fn execute(&self, run: impl FnOnce(&RunArgs) -> i32) -> i32 {
-        match self {
-            Command::Run(args) => run(args),
-            Command::CheckConfig(args) => crate::sendcmd::run_check_config(args),
-            Command::Send(args) => crate::sendcmd::run_send(args),
-            Command::Status(args) => crate::sendcmd::run_status(args),
-        }
-    }
 }
 
 /// Which config files to read.

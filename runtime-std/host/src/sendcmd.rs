@@ -1,6 +1,7 @@
 //! The operator commands that do not run the daemon: `send` (one request through a peer's
 //! Unix socket, exactly as lonnet does it), `check-config` and `status` (USR1, then print
-//! the status file). Each `run_*` returns the process exit code.
+//! the status file). Each `run_*` returns the process exit code, and
+//! [`Command::execute`] picks the one a command line asks for.
 
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use crate::cli::{ConfigArgs, SendArgs, program_name};
+use crate::cli::{
+    Command, ConfigArgs, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunArgs, SendArgs, program_name,
+};
 use crate::load::{DaemonConfig, describe, load};
 use crate::paths::Paths;
 use crate::pidfile::{is_alive, lock_holder, read_pid};
@@ -19,12 +22,18 @@ use crate::process::send_signal;
 /// The longest reply `send` accepts (256 MiB, the default `loncMaxReply`), LF excluded.
 pub const MAX_REPLY: usize = 256 * 1024 * 1024;
 
-/// Exit code: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: `con_lost`, no reply, daemon not reachable or not running.
-pub const EXIT_FAILED: i32 = 1;
-/// Exit code: the configuration (or the command line) is not usable.
-pub const EXIT_CONFIG: i32 = 2;
+impl Command {
+    /// Carries out the command: the operator commands here, the daemon itself through
+    /// `run` (each runtime brings its own). Returns the exit code.
+    pub fn execute(&self, run: impl FnOnce(&RunArgs) -> i32) -> i32 {
+        match self {
+            Command::Run(args) => run(args),
+            Command::CheckConfig(args) => run_check_config(args),
+            Command::Send(args) => run_send(args),
+            Command::Status(args) => run_status(args),
+        }
+    }
+}
 
 /// How long `status` waits for the daemon to rewrite the status file.
 pub const STATUS_WAIT: Duration = Duration::from_secs(3);

@@ -1,11 +1,11 @@
 //! loom: every interleaving of the writer accounting both runtimes share
-//! (`lonc_std::writers`). Runs only under `--cfg loom`:
-//! `RUSTFLAGS="--cfg loom" cargo test -p lonc-std --test loom --release`.
+//! (`lonc_host::writers`). Runs only under `--cfg loom`:
+//! `RUSTFLAGS="--cfg loom" cargo test -p lonc-host --test loom --release`.
 #![cfg(loom)]
 
 use std::time::Duration;
 
-use lonc_std::writers::{Backlog, MAX_BACKLOG, Writers};
+use lonc_host::writers::{Backlog, MAX_BACKLOG, Writers};
 use loom::thread;
 
 /// Two queues racing to take bytes while a writer writes: the backlog never goes past one

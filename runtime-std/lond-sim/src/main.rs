@@ -6,7 +6,7 @@
 //! Serves every `--listen` entry (one TCP listener each, port 0 picks a free port), prints
 //! one line `lond-sim <id> listening on <addr>` per listener to stdout, then runs until
 //! SIGTERM or SIGINT and stops cleanly (exit 0). What it answers, and the fault knobs, are
-//! described in [`lonc_std::lond_sim`]. Bad arguments exit 2, a listener that cannot be
+//! described in [`lond_sim`]. Bad arguments exit 2, a listener that cannot be
 //! bound exits 1.
 
 use std::io::Write;
@@ -14,9 +14,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lonc_std::lond_sim::{LondSim, SimOptions, parse_listen};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use lond_sim::{LondSim, SimOptions, parse_listen};
+use nix::sys::signal::{SigSet, Signal};
 
 /// The command line of `lond-sim`.
 #[derive(Debug, Parser)]
@@ -68,14 +67,15 @@ fn main() -> ExitCode {
         endless_line: args.endless_line,
         close_during_handshake: args.close_during_handshake,
     };
-    // Signals first, so one that comes right after the "listening" lines is not lost.
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("lond-sim: cannot handle signals: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Signals blocked first (in this thread, so in every thread it starts), so one that
+    // comes right after the "listening" lines waits for `sigwait` below and is not lost.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    if let Err(e) = signals.thread_block() {
+        eprintln!("lond-sim: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
     let sim = match LondSim::start(args.listen, args.client_id, opts) {
         Ok(sim) => sim,
         Err(e) => {
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         let _ = out.flush();
     }
     // Blocks until SIGTERM or SIGINT.
-    let _ = signals.forever().next();
+    let _ = signals.wait();
     sim.stop();
     ExitCode::SUCCESS
 }

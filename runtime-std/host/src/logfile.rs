@@ -248,11 +248,6 @@ impl LogFiles {
         let peer = if peer.is_empty() { PARENT } else { peer };
         lock(&self.inner.last).get(peer).cloned()
     }
-
-    /// Forgets the last message of a peer that was removed.
-    pub fn forget(&self, peer: &str) {
-        lock(&self.inner.last).remove(peer);
-    }
 }
 
 #[cfg(test)]
@@ -404,8 +399,6 @@ mod tests {
         assert!(!a.contains(['\t', '\n']));
         assert!(logs.last_line("b").unwrap().ends_with(": other"));
         assert!(logs.last_line(PARENT).unwrap().ends_with(": parent"));
-        logs.forget("a");
-        assert_eq!(logs.last_line("a"), None);
         assert!(logs.reopen().is_ok());
     }
 

@@ -1,12 +1,7 @@
-//! Signals and what they mean to the daemon (PROTOCOL.md section 9), shared by both
-//! runtimes, and the std listener thread that turns them into [`SignalAction`]s.
+//! Signals and what they mean to the daemon (PROTOCOL.md section 9), the same for both
+//! runtimes; how a runtime waits for them is its own business.
 
-use std::io;
-use std::sync::mpsc::Sender;
-use std::thread;
-
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
-use signal_hook::iterator::{Handle, Signals};
+use nix::libc::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 /// What the daemon does on a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,25 +27,6 @@ pub fn action(signal: i32) -> Option<SignalAction> {
     }
 }
 
-/// Starts a thread that sends the action of every handled signal to `tx`. The returned
-/// handle stops it (`Handle::close`).
-pub fn spawn_listener<T: From<SignalAction> + Send + 'static>(tx: Sender<T>) -> io::Result<Handle> {
-    let mut signals = Signals::new(HANDLED)?;
-    let handle = signals.handle();
-    thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if let Some(a) = action(signal)
-                    && tx.send(a.into()).is_err()
-                {
-                    break;
-                }
-            }
-        })?;
-    Ok(handle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,7 +38,7 @@ mod tests {
         assert_eq!(action(SIGHUP), Some(SignalAction::Reload));
         assert_eq!(action(SIGUSR2), Some(SignalAction::Reload));
         assert_eq!(action(SIGUSR1), Some(SignalAction::Status));
-        assert_eq!(action(signal_hook::consts::SIGCHLD), None);
+        assert_eq!(action(nix::libc::SIGCHLD), None);
         assert!(HANDLED.iter().all(|&s| action(s).is_some()));
     }
 }

@@ -1,10 +1,10 @@
-//! Opening one TCP link to lond, for both runtimes: the socket is created first and its
-//! descriptor checked against the reserve kept for clients ([`crate::fd_reserve`]) before
-//! anything goes on the wire, so a link that would not fit is never half opened (lond
-//! sees nothing); then a connect bounded in time.
+//! Opening one TCP link to lond, for both runtimes ([`open_tcp`]): the socket is created
+//! first and its descriptor checked against the reserve kept for clients
+//! ([`crate::fd_reserve`]) before anything goes on the wire, so a link that would not fit
+//! is never half opened (lond sees nothing); then a connect bounded in time.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,34 @@ use nix::sys::socket::{
 };
 
 use crate::fd_reserve;
+use crate::local_error::is_local_resource_error;
+
+/// Resolves `host` and connects to the first address that answers within `timeout`,
+/// with TCP keepalive and no Nagle delay.
+///
+/// A connection whose descriptor would be one of those kept for clients
+/// ([`crate::fd_reserve`]) is not opened: that error, like running out of descriptors or
+/// memory, is a local resource error ([`is_local_resource_error`]).
+pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
+    for addr in (host, port).to_socket_addrs()? {
+        match connect_checked(&addr, timeout) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let _ = nix::sys::socket::setsockopt(
+                    &stream,
+                    nix::sys::socket::sockopt::KeepAlive,
+                    &true,
+                );
+                return Ok(stream);
+            }
+            // Another address would meet the same shortage.
+            Err(e) if is_local_resource_error(&e) => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
 
 /// Connects to `addr` within `timeout` (at least 1 ms) on a socket whose descriptor
 /// leaves the reserve free. The stream is blocking, close-on-exec.

@@ -3,27 +3,32 @@
 //! USR1 status file and revive). A socket that cannot be created fails the start; at a
 //! reload it is a CRITICAL line and the peer shows as `no-socket` in the status file. A
 //! runtime provides the running peers through [`PeerSet`]; how it waits for signals is
-//! its own business.
+//! its own business. It also owns binding a peer's socket ([`bind_socket`]), the status
+//! file's text ([`status_lines`]) and the [`GRACE`] given to requests in flight when peers
+//! stop.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use lonc_core::io::Severity;
 use lonc_core::roster::{self, PeerSpec};
 
 use crate::cli::program_name;
-use crate::daemon::{GRACE, Prepared, bind_socket, status_lines};
 use crate::load::load;
-use crate::logfile::{LogFiles, PARENT};
+use crate::logfile::{LogFiles, PARENT, localtime};
 use crate::paths::Paths;
 use crate::pidfile::PidFile;
 use crate::signals::SignalAction;
-use crate::socket::remove_peer_socket;
+use crate::socket::{Removed, bind_peer_socket, remove_peer_socket};
 use crate::spool::Spool;
-use crate::status::write_status;
+use crate::startup::Prepared;
+use crate::status::{PeerStatusLine, status_text, write_status};
+
+/// How long requests in flight may take to finish on TERM/INT, a reload or a removal.
+pub const GRACE: Duration = Duration::from_secs(5);
 
 /// What every peer of a daemon shares.
 #[derive(Clone)]
@@ -271,4 +276,48 @@ impl<P: PeerSet> Supervisor<P> {
             remove_peer_socket(&self.ctx.paths.socket(id));
         }
     }
+}
+
+/// Binds a peer's Unix socket. A stray file or symlink removed from its path is a
+/// WARNING line for the peer; a failure is a CRITICAL line for the peer, and its
+/// message is returned.
+pub fn bind_socket(logs: &LogFiles, paths: &Paths, peer: &str) -> Result<UnixListener, String> {
+    let path = paths.socket(peer);
+    match bind_peer_socket(&path) {
+        Ok(bound) => {
+            if let Some(removed) = bound.removed.filter(|r| *r != Removed::StaleSocket) {
+                logs.log(
+                    peer,
+                    Severity::Warning,
+                    &format!(
+                        "removed {} found at {} to create the socket",
+                        removed.describe(),
+                        path.display()
+                    ),
+                );
+            }
+            Ok(bound.listener)
+        }
+        Err(e) => {
+            let message = format!("cannot create socket {}: {e}", path.display());
+            logs.log(peer, Severity::Critical, &message);
+            Err(message)
+        }
+    }
+}
+
+/// The status file's text for these peers (`(peer, state word)`), with the last log line
+/// of each.
+pub fn status_lines(logs: &LogFiles, peers: &[(String, String)]) -> String {
+    let pid = std::process::id();
+    let lines: Vec<PeerStatusLine> = peers
+        .iter()
+        .map(|(peer, status)| PeerStatusLine {
+            pid,
+            peer: peer.clone(),
+            status: status.clone(),
+            last_log: logs.last_line(peer).unwrap_or_default(),
+        })
+        .collect();
+    status_text(&localtime(SystemTime::now()), pid, &lines)
 }

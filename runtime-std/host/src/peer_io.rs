@@ -1,7 +1,9 @@
 //! The part of a peer's driver both runtimes share: the inputs a peer's thread or task
 //! receives, the table of its clients' and connections' write queues, and the carrying out
 //! of every core output that is only a write, a close or a bookkeeping step. What is left
-//! for a runtime ([`Action`]: connect, spool files, log lines) depends on how it waits.
+//! for a runtime ([`Action`]: connect, spool files, log lines) depends on how it waits;
+//! the spool steps themselves are here ([`spool_list`], [`spool_read`], [`spool_delete`]),
+//! and the connect is [`crate::link_socket::open_tcp`].
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,13 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lonc_core::delayed::PermLogEntry;
+use lonc_core::delayed::{DelayedEntry, PermLogEntry};
 use lonc_core::io::{ClientId, ConnId, LogEvent, Output, Severity};
 use lonc_core::peer::{Peer, PeerState};
 use lonc_core::roster::PeerSpec;
 
 use crate::local_error::{alarm, is_local_resource_error};
 use crate::logfile::LogFiles;
+use crate::spool::Spool;
 
 /// How many inputs may wait for a peer's thread or task before readers wait
 /// (backpressure: at most this many read chunks are buffered per peer).
@@ -132,8 +135,6 @@ impl Closer for TcpStream {
 pub struct PeerSnapshot {
     /// The peer's state word.
     pub state: PeerState,
-    /// Open TCP connections.
-    pub connections: usize,
 }
 
 /// An output the runtime carries out itself.
@@ -158,6 +159,32 @@ pub enum Action {
     PermLog(PermLogEntry),
     /// Write to lonc.log.
     Log(LogEvent),
+}
+
+/// The delayed spool's entries for `ListDelayed`; an unreadable spool is
+/// logged and taken as empty.
+pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<DelayedEntry> {
+    spool.list().unwrap_or_else(|e| {
+        if is_local_resource_error(&e) {
+            alarm().report(logs, "listing the delayed spool", &e);
+        } else {
+            let message = format!("cannot list the delayed spool: {e}");
+            logs.log(peer, Severity::Critical, &message);
+        }
+        Vec::new()
+    })
+}
+
+/// A delayed file's start for `ReadDelayed` (at most `max + 1` bytes), or why
+/// it cannot be read.
+pub fn spool_read(spool: &Spool, name: &str, max: usize) -> Result<Vec<u8>, String> {
+    spool.read_request(name, max).map_err(|e| e.to_string())
+}
+
+/// Deletes a delivered delayed file (`DeleteDelayed`); why it failed goes back to the
+/// core (`handle_delayed_delete_failed`), which decides what it means.
+pub fn spool_delete(spool: &Spool, name: &str) -> Result<(), String> {
+    spool.delete(name).map_err(|e| e.to_string())
 }
 
 /// A peer's state machine with the write queues of its clients and connections.
@@ -192,7 +219,6 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
     pub fn new(peer: Peer) -> (Self, Arc<Mutex<PeerSnapshot>>) {
         let snapshot = Arc::new(Mutex::new(PeerSnapshot {
             state: peer.state(),
-            connections: 0,
         }));
         let io = PeerIo {
             peer,
@@ -336,7 +362,6 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
     fn publish(&self) {
         if let Ok(mut s) = self.snapshot.lock() {
             s.state = self.peer.state();
-            s.connections = self.peer.connection_count();
         }
     }
 }

@@ -5,8 +5,7 @@
 //! through a symlink; removed when the daemon stops.
 //!
 //! The daemon must create it *after* detaching ([`crate::process::daemonize`]), so the
-//! pid written is the one that stays; [`PidFile::update_pid`] exists for a process whose
-//! pid changed anyway.
+//! pid written is the one that stays.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -218,27 +217,6 @@ impl PidFile {
     /// The pid last written to the file.
     pub fn pid(&self) -> u32 {
         self.pid
-    }
-
-    /// Writes the pid last written again (e.g. after someone truncated the file).
-    pub fn rewrite(&self) -> io::Result<()> {
-        let Some(locked) = &self.file else {
-            return Ok(());
-        };
-        let mut file: &File = locked;
-        let text = format!("{}\n", self.pid);
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(text.as_bytes())?;
-        file.set_len(text.len() as u64)?;
-        file.sync_data()
-    }
-
-    /// Writes this process's current pid, for a process whose pid changed since
-    /// [`PidFile::create`] (it forked and the parent went away). Prefer creating the pid
-    /// file after forking.
-    pub fn update_pid(&mut self) -> io::Result<()> {
-        self.pid = std::process::id();
-        self.rewrite()
     }
 }
 
@@ -546,24 +524,6 @@ mod tests {
         fs::write(&path, format!("{}\n", me())).unwrap(); // a new inode
         drop(pf);
         assert!(path.exists());
-    }
-
-    #[test]
-    fn rewrite_and_update_pid() {
-        let dir = TempDir::new().unwrap();
-        let path = dir.path().join("lonc.pid");
-        let mut pf = PidFile::create(&path).unwrap();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-        assert_eq!(read_pid(&path), None);
-        pf.rewrite().unwrap();
-        assert_eq!(read_pid(&path), Some(me()));
-        pf.update_pid().unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{}\n", me()));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::pidfile::{is_alive, lock_holder, read_pid};
 use crate::process::send_signal;
 
 /// The longest reply `send` accepts (256 MiB, the default `loncMaxReply`), LF excluded.
-pub const MAX_REPLY: usize = 256 * 1024 * 1024;
+pub const MAX_REPLY: usize = lonc_core::config::LinkSettings::DEFAULT.max_reply;
 
 impl Command {
     /// Carries out the command: the operator commands here, the daemon itself through

@@ -5,7 +5,12 @@
 //! ```sh
 //! cargo bench -p lonc-tests --bench daemons                        # ~2 min on 2 cores
 //! LONC_BENCH_QUICK=1 cargo bench -p lonc-tests --bench daemons     # ~15 s smoke run
+//! LONC_BENCH_BEFORE=/other/checkout/target/release cargo bench -p lonc-tests --bench daemons
 //! ```
+//!
+//! With `LONC_BENCH_BEFORE` naming the `target/release` of another checkout (say the
+//! commit before a refactor, built with `cargo build --release -p lonc-smol -p lonc-std`),
+//! its two daemons run in the same rounds too, and the table adds the after/before ratios.
 //!
 //! The daemons are built in the release profile (`e2e::binary` picks the profile from this
 //! executable's path, `target/release/deps/daemons-*`). Rounds alternate the daemons
@@ -42,8 +47,21 @@ use std::time::{Duration, Instant};
 use lonc_tests::e2e::{self, Daemon, Runtime, SMOL, STD, Site, eventually};
 use lond_sim::LondSim;
 
-/// The two daemons, in the order each round runs them.
-const DAEMONS: [(Runtime, &str); 2] = [(SMOL, "lonc (smol)"), (STD, "lonc-std")];
+/// The daemons to measure, in the order each round runs them: `lonc` (smol) and
+/// `lonc-std`, then the same two from `LONC_BENCH_BEFORE` if it is set.
+fn daemons() -> Vec<(Runtime, String)> {
+    let mut list = vec![
+        (SMOL, "lonc (smol)".to_string()),
+        (STD, "lonc-std".to_string()),
+    ];
+    if let Ok(dir) = std::env::var("LONC_BENCH_BEFORE")
+        && !dir.is_empty()
+    {
+        list.push((SMOL.prebuilt_in(&dir), "smol before".to_string()));
+        list.push((STD.prebuilt_in(&dir), "std before".to_string()));
+    }
+    list
+}
 
 /// Peers of the throughput and latency site.
 const PEERS: usize = 10;
@@ -124,7 +142,11 @@ fn main() -> ExitCode {
 /// Builds both daemons, runs every round and prints the table.
 fn run(plan: Plan, quick: bool) -> Result<(), String> {
     let started = Instant::now();
-    let bins: Vec<PathBuf> = DAEMONS.iter().map(|(rt, _)| e2e::binary(*rt)).collect();
+    let daemons = daemons();
+    let bins: Vec<PathBuf> = daemons.iter().map(|(rt, _)| e2e::binary(*rt)).collect();
+    if let Some(missing) = bins.iter().find(|b| !b.exists()) {
+        return Err(format!("no daemon binary at {}", missing.display()));
+    }
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "daemons bench{}: {} round(s), {cpus} CPU(s), {PEERS} peers, {CLIENTS} clients x {} \
@@ -134,7 +156,7 @@ fn run(plan: Plan, quick: bool) -> Result<(), String> {
         plan.rounds,
         plan.reqs,
     );
-    for ((_, name), bin) in DAEMONS.iter().zip(&bins) {
+    for ((_, name), bin) in daemons.iter().zip(&bins) {
         println!("  {name:<12} {}", bin.display());
     }
     println!(
@@ -150,9 +172,9 @@ fn run(plan: Plan, quick: bool) -> Result<(), String> {
         "threads"
     );
 
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); DAEMONS.len()];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); daemons.len()];
     for round in 1..=plan.rounds {
-        for (i, (rt, name)) in DAEMONS.iter().enumerate() {
+        for (i, (rt, name)) in daemons.iter().enumerate() {
             let s = measure(*rt, plan).map_err(|e| format!("round {round}, {name}: {e}"))?;
             println!(
                 "  {round:<6} {name:<12} {:>10.0} {:>9.0} {:>9.0} {:>10.0} {:>10.0} {:>9.0} {:>8.0}",
@@ -179,16 +201,42 @@ fn run(plan: Plan, quick: bool) -> Result<(), String> {
         ("threads, 200 peers", |s| s.scale_threads, 0),
     ];
     println!();
-    println!(
-        "| {:<36} | {:>12} | {:>12} | {:>14} |",
-        "metric (median of rounds)", DAEMONS[0].1, DAEMONS[1].1, "ratio smol/std"
-    );
-    println!("|{:-<38}|{:->14}|{:->14}|{:->16}|", "", "", "", "");
+    let mut header = format!("| {:<36} |", "metric (median of rounds)");
+    let mut rule = format!("|{:-<38}|", "");
+    for (_, name) in &daemons {
+        header.push_str(&format!(" {name:>12} |"));
+        rule.push_str(&format!("{:->14}|", ""));
+    }
+    // Ratios: smol/std, then each daemon after/before when a before build ran.
+    let mut ratios: Vec<(String, usize, usize)> = vec![("ratio smol/std".into(), 0, 1)];
+    if daemons.len() == 4 {
+        ratios.push(("smol after/before".into(), 0, 2));
+        ratios.push(("std after/before".into(), 1, 3));
+    }
+    for (label, _, _) in &ratios {
+        header.push_str(&format!(" {label:>17} |"));
+        rule.push_str(&format!("{:->19}|", ""));
+    }
+    println!("{header}");
+    println!("{rule}");
     for (label, get, decimals) in metrics {
-        let smol = median(samples[0].iter().map(get).collect());
-        let std = median(samples[1].iter().map(get).collect());
-        let ratio = if std == 0.0 { f64::NAN } else { smol / std };
-        println!("| {label:<36} | {smol:>12.decimals$} | {std:>12.decimals$} | {ratio:>14.2} |");
+        let medians: Vec<f64> = samples
+            .iter()
+            .map(|s| median(s.iter().map(get).collect()))
+            .collect();
+        let mut row = format!("| {label:<36} |");
+        for m in &medians {
+            row.push_str(&format!(" {m:>12.decimals$} |"));
+        }
+        for (_, a, b) in &ratios {
+            let ratio = if medians[*b] == 0.0 {
+                f64::NAN
+            } else {
+                medians[*a] / medians[*b]
+            };
+            row.push_str(&format!(" {ratio:>17.2} |"));
+        }
+        println!("{row}");
     }
     println!(
         "\nreq/s: higher is better; latency, RSS, threads: lower is better. {} round(s), \

@@ -28,23 +28,41 @@ pub struct Runtime {
     pub package: &'static str,
     /// The binary's name.
     pub binary: &'static str,
+    /// A directory holding an already built binary of that name to run instead of
+    /// building the package (a benchmark's "before" build); `None` to build it.
+    pub prebuilt: Option<&'static str>,
+}
+
+impl Runtime {
+    /// The same daemon, taken from `dir` (a `target/release` of another checkout).
+    pub fn prebuilt_in(self, dir: &str) -> Runtime {
+        Runtime {
+            prebuilt: Some(Box::leak(dir.to_owned().into_boxed_str())),
+            ..self
+        }
+    }
 }
 
 /// The blocking daemon.
 pub const STD: Runtime = Runtime {
     package: "lonc-std",
     binary: "lonc-std",
+    prebuilt: None,
 };
 
 /// The smol daemon.
 pub const SMOL: Runtime = Runtime {
     package: "lonc-smol",
     binary: "lonc",
+    prebuilt: None,
 };
 
 /// The path of a runtime's binary, built once per test process (a no-op when
 /// `cargo test --workspace` has built it already).
 pub fn binary(rt: Runtime) -> PathBuf {
+    if let Some(dir) = rt.prebuilt {
+        return Path::new(dir).join(rt.binary);
+    }
     static BUILT: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = built.get(rt.package) {

@@ -17,6 +17,8 @@ use crate::timer::Timer;
 impl Peer {
     // ----- client side -----
 
+    /// A complete request line from `client`: queued, or answered at once when it cannot
+    /// wait.
     pub(super) fn client_request(&mut self, client: ClientId, line: Bytes) {
         let text = chomp(&line);
         let reconnect = text == CLOSE_CONNECTION_EXIT;
@@ -63,6 +65,7 @@ impl Peer {
         }
     }
 
+    /// Answers every waiting request (`con_lost`, or the close of `close_connection_exit`).
     pub(super) fn fail_all_queued(&mut self) {
         while let Some(item) = self.queue.pop_front() {
             self.fail_queued(item);
@@ -108,6 +111,7 @@ impl Peer {
         }
     }
 
+    /// Sends the delayed message that waits, on a free ready connection.
     pub(super) fn send_delayed(&mut self, now: Instant) {
         let Some((name, request)) = self.flush.to_send() else {
             return;
@@ -124,6 +128,8 @@ impl Peer {
         self.flush.sent(name, conn);
     }
 
+    /// Sends waiting requests while a ready connection has room; carries out a
+    /// `close_connection_exit` at the head once nothing is in flight.
     pub(super) fn send_queue(&mut self, now: Instant) {
         while let Some(head) = self.queue.front() {
             if matches!(head.kind, QueuedKind::Reconnect) {
@@ -180,6 +186,8 @@ impl Peer {
         }
     }
 
+    /// Opens the first connection when one is wanted, or one more while requests wait and
+    /// every ready one is full.
     pub(super) fn open_connections(&mut self, now: Instant) {
         let retrying = self.timers.is_armed(Timer::Retry);
         if self.backoff.is_dead() || retrying && self.pool.is_empty() {
@@ -202,6 +210,7 @@ impl Peer {
         }
     }
 
+    /// Asks the runtime for a new connection.
     pub(super) fn connect(&mut self, now: Instant) {
         let conn = self.pool.open(now, &self.settings);
         self.outputs.push_back(Output::Connect {
@@ -213,6 +222,8 @@ impl Peer {
 
     // ----- shutdown -----
 
+    /// Shutting down: answers what waits, ends the round, closes connections still opening,
+    /// and finishes once nothing is in flight.
     pub(super) fn drive_stopping(&mut self) {
         self.fail_all_queued();
         self.flush.stop();
@@ -225,6 +236,8 @@ impl Peer {
         }
     }
 
+    /// The end: `con_lost` for what is still in flight, `exit` to every ready lond, every
+    /// connection and client closed.
     pub(super) fn finish_stop(&mut self) {
         for (conn, c) in self.pool.take_all() {
             if c.is_ready() {

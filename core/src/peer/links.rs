@@ -59,6 +59,7 @@ impl Peer {
         }
     }
 
+    /// What is due at `now` on connection `conn`: its own deadline, or its idle close.
     pub(super) fn conn_timeout(&mut self, now: Instant, conn: ConnId) {
         let Some(c) = self.pool.get_mut(conn) else {
             return;
@@ -141,6 +142,8 @@ impl Peer {
 
     // ----- delayed messages -----
 
+    /// True if a delayed-spool round may start now: alive, running, no round under way, and a
+    /// connection ready (or, on demand, one may be opened).
     pub(super) fn rescan_allowed(&self) -> bool {
         if self.backoff.is_dead() || self.life != Life::Running || !self.flush.is_idle() {
             return false;
@@ -151,12 +154,14 @@ impl Peer {
                 && !self.timers.is_armed(Timer::Retry))
     }
 
+    /// Starts a delayed-spool round, unless shutting down.
     pub(super) fn start_flush(&mut self) {
         if self.life == Life::Running {
             self.flush.start(&mut self.outputs);
         }
     }
 
+    /// A line for `lonc.log`.
     pub(super) fn log(&mut self, severity: Severity, message: String) {
         self.outputs
             .push_back(Output::Log(LogEvent { severity, message }));

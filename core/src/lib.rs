@@ -8,6 +8,30 @@
 //! ([`peer`], [`delayed`], and [`spool_watch`] for what a peer remembers about its spool
 //! files between rounds), and the lond side of the handshake for test peers ([`lond`]).
 //!
+//! ## One peer, in parts
+//! A [`peer::Peer`] is the only public door to a link; it composes private parts with one
+//! job each, the quinn-proto way. Each part keeps its own state and reports back in
+//! values; the peer decides what a report means for the others and emits every
+//! [`io::Output`] in order.
+//!
+//! | file          | owns                                                                  |
+//! |---------------|-----------------------------------------------------------------------|
+//! | `peer.rs`     | the public API: inputs, outputs, state, the deadline                  |
+//! | `peer/drive.rs` | after every input: answer or queue client requests, send what can go, open connections, shut down |
+//! | `peer/links.rs` | what connection reports mean: ready, reply, lost, failed attempt, idle |
+//! | `clients.rs`  | each local client's request lines and reply order; when it is closed  |
+//! | `queue.rs`    | requests waiting for a connection and their bounds (`QUEUE_LIMIT`, bytes) |
+//! | `conn.rs`     | one TCP connection: handshake, cipher, requests in flight, its own deadline; events `Ready`, `Reply`, `Lost`, `Failed`, ... |
+//! | `pool.rs`     | the connections by id: which one takes the next request, whether to open another |
+//! | `backoff.rs`  | failed attempts, the drawn backoff, dead until USR1, local resource errors |
+//! | `flush.rs`    | the delayed flush round: list, read, send, delete, one file at a time |
+//! | `spool_watch.rs` | what the flush remembers about spool files between rounds          |
+//! | `timer.rs`    | the peer's deadlines (retry, rescan, grace) in a table indexed by an enum |
+//!
+//! [`peer::Peer::poll_timeout`] is the minimum of the connections' own deadlines (and
+//! their idle close) and the timer table; [`peer::Peer::handle_timeout`] fires from the
+//! same values.
+//!
 //! ## What the core never does
 //! It opens no socket or file, starts no thread, reads no clock and draws no randomness of
 //! its own. Time comes in as an [`std::time::Instant`] argument on every call that needs it;
@@ -32,9 +56,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backoff;
 pub mod cipher;
+mod clients;
 pub mod config;
+mod conn;
 pub mod delayed;
+mod flush;
 pub mod handshake;
 pub mod hosts;
 pub mod io;
@@ -42,5 +70,8 @@ pub mod key;
 pub mod line;
 pub mod lond;
 pub mod peer;
+mod pool;
+mod queue;
 pub mod roster;
 pub mod spool_watch;
+mod timer;

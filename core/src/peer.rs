@@ -14,29 +14,45 @@
 //!   at once. Only a failed connect or handshake counts as a failed attempt, which starts a
 //!   backoff drawn from `[retry_min, retry_max)`; `max_attempts` of those in a row make the
 //!   peer dead until [`Peer::revive`].
-//! - Every handshake line is held to [`HANDSHAKE_LINE_LIMIT`] bytes; any protocol error
-//!   during the handshake is a failed attempt like a refusal.
+//! - Every handshake line is held to [`HANDSHAKE_LINE_LIMIT`](crate::handshake::HANDSHAKE_LINE_LIMIT)
+//!   bytes; any protocol error during the handshake is a failed attempt like a refusal.
 //! - A local resource error (out of file descriptors, memory) while opening a connection
 //!   is the daemon's problem, never the peer's: it is not a failed attempt; the peer
 //!   tries again after [`LOCAL_ERROR_RETRY`].
 //! - After each handshake, and every `delayed_rescan`, the peer's delayed files are sent,
 //!   one at a time and before any client request. A file is sent only as a whole first
-//!   line; what the peer remembers about its files between rounds is [`SpoolWatch`].
+//!   line; what the peer remembers about its files between rounds is
+//!   [`SpoolWatch`](crate::spool_watch::SpoolWatch).
+//!
+//! [`Peer`] composes parts with one job each (see the crate docs): `clients.rs` (reply
+//! order), `queue.rs` (waiting requests and their bounds), `conn.rs` (one connection),
+//! `pool.rs` (the connections), `backoff.rs` (failed attempts, dead), `flush.rs` (the
+//! delayed flush) and `timer.rs` (the peer's deadlines). This file holds the public API;
+//! `peer/drive.rs` is what the peer does after every input (send, queue, connect, shut
+//! down), `peer/links.rs` what it makes of its connections' reports.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
-use crate::cipher::{Decoded, LinkCipher};
-use crate::config::{ConnectMode, LinkSettings};
-use crate::delayed::{DelayedEntry, PermLogEntry, request_of};
-use crate::handshake::{HANDSHAKE_LINE_LIMIT, Handshake, HandshakeStage, HandshakeStep};
-use crate::io::{ClientId, ConnId, Input, LogEvent, Output, Severity};
-use crate::line::{LineDecoder, chomp, encode_line};
-use crate::spool_watch::SpoolWatch;
+use crate::backoff::Backoff;
+use crate::clients::Clients;
+use crate::config::LinkSettings;
+use crate::conn::Conn;
+use crate::delayed::DelayedEntry;
+use crate::flush::DelayedFlush;
+use crate::handshake::Handshake;
+use crate::io::{ClientId, ConnId, Input, Output, Severity};
+use crate::pool::Pool;
+use crate::queue::RequestQueue;
+use crate::timer::{Timer, TimerTable};
+
+mod drive;
+mod links;
+
+pub use crate::backoff::LOCAL_ERROR_RETRY;
+pub use crate::queue::{QUEUE_BYTES_LIMIT, QUEUE_LIMIT};
 
 /// The reply a client gets when its request could not be carried out.
 pub const CON_LOST: &[u8] = b"con_lost\n";
@@ -44,15 +60,6 @@ pub const CON_LOST: &[u8] = b"con_lost\n";
 pub const REQUEST_TOO_LONG: &[u8] = b"error:request_too_long\n";
 /// The request that makes the peer's connections close and reopen (PROTOCOL.md 6.5).
 pub const CLOSE_CONNECTION_EXIT: &[u8] = b"close_connection_exit";
-/// The most requests that may wait for a connection, per peer.
-pub const QUEUE_LIMIT: usize = 10_000;
-/// The most request bytes that may wait for a connection, per peer (at least one request
-/// of `max_request` bytes always fits).
-pub const QUEUE_BYTES_LIMIT: usize = 64 * 1024 * 1024;
-
-/// How long a peer waits before it tries to connect again after a local resource error
-/// (EMFILE, ENFILE, ENOMEM): short, since the peer is not at fault.
-pub const LOCAL_ERROR_RETRY: Duration = Duration::from_secs(1);
 
 /// What a peer is doing, for the status file and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,119 +95,12 @@ impl PeerState {
     }
 }
 
-/// A request's identity within a peer.
-type ReqId = u64;
-
-/// How one client slot ends.
-#[derive(Debug)]
-struct SlotDone {
-    data: Option<Bytes>,
-    close: bool,
-}
-
-/// One request of a client, in the client's order.
-#[derive(Debug)]
-struct Slot {
-    req: ReqId,
-    done: Option<SlotDone>,
-}
-
-#[derive(Debug)]
-struct Client {
-    decoder: LineDecoder,
-    slots: VecDeque<Slot>,
-    /// No more requests will come (EOF, a too-long line, `close_connection_exit`).
-    finished_input: bool,
-}
-
-#[derive(Debug)]
-enum QueuedKind {
-    /// A line for lond, chomped.
-    Request(Bytes),
-    /// `close_connection_exit`.
-    Reconnect,
-}
-
-#[derive(Debug)]
-struct Queued {
-    req: ReqId,
-    client: ClientId,
-    kind: QueuedKind,
-}
-
-impl Queued {
-    fn bytes(&self) -> usize {
-        match &self.kind {
-            QueuedKind::Request(b) => b.len(),
-            QueuedKind::Reconnect => 0,
-        }
-    }
-}
-
-#[derive(Debug)]
-enum Sent {
-    Client { client: ClientId, req: ReqId },
-    Delayed { name: String, request: Bytes },
-}
-
-#[derive(Debug)]
-struct InFlight {
-    sent: Sent,
-    deadline: Instant,
-}
-
-#[derive(Debug)]
-enum Stage {
-    Connecting {
-        deadline: Instant,
-    },
-    Handshake {
-        hs: Handshake,
-        deadline: Instant,
-    },
-    Ready {
-        cipher: Box<LinkCipher>,
-        in_flight: VecDeque<InFlight>,
-    },
-}
-
-#[derive(Debug)]
-struct Conn {
-    stage: Stage,
-    decoder: LineDecoder,
-    last_active: Instant,
-}
-
-impl Conn {
-    fn is_ready(&self) -> bool {
-        matches!(self.stage, Stage::Ready { .. })
-    }
-
-    fn in_flight(&self) -> usize {
-        match &self.stage {
-            Stage::Ready { in_flight, .. } => in_flight.len(),
-            _ => 0,
-        }
-    }
-}
-
-/// Where the delayed flush stands.
-#[derive(Debug, PartialEq, Eq)]
-enum Flush {
-    Idle,
-    Listing,
-    Reading(String),
-    ReadyToSend {
-        name: String,
-        request: Bytes,
-    },
-    InFlight {
-        name: String,
-        conn: ConnId,
-    },
-    /// A delayed message went unanswered with its connection; the rest of the round
-    /// (`pending_files`) goes on as soon as a connection is ready.
-    Resume,
+/// Running, shutting down, or done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Running,
+    Stopping,
+    Stopped,
 }
 
 /// One peer's link: see the module docs.
@@ -211,28 +111,14 @@ pub struct Peer {
     host: String,
     port: u16,
     settings: LinkSettings,
-    rng: SmallRng,
 
-    conns: BTreeMap<ConnId, Conn>,
-    next_conn: u64,
-    attempts: u32,
-    retry_at: Option<Instant>,
-    dead: bool,
-
-    clients: BTreeMap<ClientId, Client>,
-    queue: VecDeque<Queued>,
-    queued_bytes: usize,
-    next_req: ReqId,
-
-    flush: Flush,
-    pending_files: VecDeque<String>,
-    next_rescan: Instant,
-    spool: SpoolWatch,
-    /// A local resource error was logged and no connection has opened since.
-    local_error_logged: bool,
-
-    stopping: Option<Instant>,
-    stopped: bool,
+    pool: Pool,
+    backoff: Backoff,
+    clients: Clients,
+    queue: RequestQueue,
+    flush: DelayedFlush,
+    timers: TimerTable,
+    life: Life,
 
     outputs: VecDeque<Output>,
 }
@@ -250,29 +136,21 @@ impl Peer {
         seed: u64,
         now: Instant,
     ) -> Self {
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Rescan, now + settings.delayed_rescan);
         let mut peer = Peer {
             peer_id: peer_id.to_owned(),
             own_id: own_id.to_owned(),
             host: host.to_owned(),
             port,
-            next_rescan: now + settings.delayed_rescan,
             settings,
-            rng: SmallRng::seed_from_u64(seed),
-            conns: BTreeMap::new(),
-            next_conn: 0,
-            attempts: 0,
-            retry_at: None,
-            dead: false,
-            clients: BTreeMap::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            next_req: 0,
-            flush: Flush::Idle,
-            pending_files: VecDeque::new(),
-            spool: SpoolWatch::default(),
-            local_error_logged: false,
-            stopping: None,
-            stopped: false,
+            pool: Pool::default(),
+            backoff: Backoff::new(seed),
+            clients: Clients::default(),
+            queue: RequestQueue::default(),
+            flush: DelayedFlush::new(),
+            timers,
+            life: Life::Running,
             outputs: VecDeque::new(),
         };
         peer.drive(now);
@@ -291,31 +169,25 @@ impl Peer {
 
     /// What the peer is doing now.
     pub fn state(&self) -> PeerState {
-        if self.stopped {
-            PeerState::Stopped
-        } else if self.stopping.is_some() {
-            PeerState::Stopping
-        } else if self.conns.values().any(Conn::is_ready) {
-            PeerState::Ready
-        } else if !self.conns.is_empty() {
-            PeerState::Connecting
-        } else if self.dead {
-            PeerState::Dead
-        } else if self.retry_at.is_some() {
-            PeerState::Backoff
-        } else {
-            PeerState::Idle
+        match self.life {
+            Life::Stopped => PeerState::Stopped,
+            Life::Stopping => PeerState::Stopping,
+            Life::Running if self.pool.any_ready() => PeerState::Ready,
+            Life::Running if !self.pool.is_empty() => PeerState::Connecting,
+            Life::Running if self.backoff.is_dead() => PeerState::Dead,
+            Life::Running if self.timers.is_armed(Timer::Retry) => PeerState::Backoff,
+            Life::Running => PeerState::Idle,
         }
     }
 
     /// Consecutive failed attempts so far.
     pub fn failed_attempts(&self) -> u32 {
-        self.attempts
+        self.backoff.attempts()
     }
 
     /// Open connections (in any stage).
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.pool.len()
     }
 
     /// Requests waiting for a connection.
@@ -330,7 +202,7 @@ impl Peer {
 
     /// True once [`Peer::shutdown`] has finished: no connection is left.
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.life == Life::Stopped
     }
 
     // ----- inputs -----
@@ -365,38 +237,25 @@ impl Peer {
     /// peer does not know (never opened, or already closed by [`Output::CloseClient`]) are
     /// ignored, so late input from a closed client can never pass for a new one.
     pub fn handle_client_opened(&mut self, now: Instant, client: ClientId) {
-        let max_request = self.settings.max_request;
-        self.clients.entry(client).or_insert_with(|| Client {
-            decoder: LineDecoder::new(max_request),
-            slots: VecDeque::new(),
-            finished_input: false,
-        });
+        self.clients.open(client, self.settings.max_request);
         self.drive(now);
     }
 
     /// Bytes a client wrote on the peer's Unix socket.
     pub fn handle_client_data(&mut self, now: Instant, client: ClientId, data: &[u8]) {
-        let max_request = self.settings.max_request;
-        let Some(entry) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if entry.finished_input {
+        if !self.clients.push(client, data) {
             return;
         }
-        entry.decoder.push(data);
-        while let Some(c) = self.clients.get_mut(&client) {
-            if c.finished_input {
-                break;
-            }
-            match c.decoder.next_line() {
-                None => break,
-                Some(Ok(line)) => self.client_request(client, line),
-                Some(Err(_)) => {
+        while let Some(line) = self.clients.next_line(client) {
+            match line {
+                Ok(line) => self.client_request(client, line),
+                Err(_) => {
+                    let max_request = self.settings.max_request;
                     self.log(
                         Severity::Warning,
                         format!(
-                            "client {} sent a request longer than {} bytes; disconnected",
-                            client.0, max_request
+                            "client {} sent a request longer than {max_request} bytes; disconnected",
+                            client.0
                         ),
                     );
                     self.finish_client_now(client, Some(Bytes::from_static(REQUEST_TOO_LONG)));
@@ -409,11 +268,12 @@ impl Peer {
     /// The client closed its writing side: no more requests come from it. Replies it is
     /// owed are still sent, then it is closed.
     pub fn handle_client_eof(&mut self, now: Instant, client: ClientId) {
-        let Some(c) = self.clients.get_mut(&client) else {
+        let Some(closed) = self.clients.eof(client, &mut self.outputs) else {
             return;
         };
-        c.finished_input = true;
-        self.flush_client(client);
+        if closed {
+            self.queue.remove_client(client);
+        }
         self.drive(now);
     }
 
@@ -423,12 +283,9 @@ impl Peer {
     /// the link stays in step, and their replies discarded. The runtime closes it; the
     /// core emits no output for the client itself.
     pub fn handle_client_gone(&mut self, now: Instant, client: ClientId) {
-        if self.clients.remove(&client).is_some() {
-            let before = self.queue.len();
-            self.queue.retain(|q| q.client != client);
-            let dropped = before - self.queue.len();
+        if self.clients.remove(client) {
+            let dropped = self.queue.remove_client(client);
             if dropped > 0 {
-                self.recount_queue();
                 self.log(
                     Severity::Info,
                     format!(
@@ -444,18 +301,14 @@ impl Peer {
     /// The TCP connection `conn` asked for by [`Output::Connect`] is up.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
         let pong_delay = !self.settings.pong_delay.is_zero();
-        let deadline = now + self.settings.handshake_timeout;
         let hs = Handshake::new(&self.peer_id, &self.own_id, pong_delay);
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.pool.get_mut(conn) else {
             return;
         };
-        if !matches!(c.stage, Stage::Connecting { .. }) {
+        let Some(init) = c.connected(now, hs, &self.settings) else {
             return;
-        }
-        self.local_error_logged = false;
-        let init = hs.start();
-        c.stage = Stage::Handshake { hs, deadline };
-        c.last_active = now;
+        };
+        self.backoff.connected();
         self.outputs
             .push_back(Output::Transmit { conn, data: init });
         self.drive(now);
@@ -463,7 +316,7 @@ impl Peer {
 
     /// The TCP connection `conn` could not be opened.
     pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, reason: &str) {
-        if self.conns.remove(&conn).is_some() {
+        if self.pool.remove(conn).is_some() {
             self.attempt_failed(
                 now,
                 format!("connect to {}:{} failed: {reason}", self.host, self.port),
@@ -478,29 +331,13 @@ impl Peer {
     /// `con_lost` as in a backoff, and a new attempt follows after [`LOCAL_ERROR_RETRY`].
     /// Logged once until a connection opens again.
     pub fn handle_connect_local_error(&mut self, now: Instant, conn: ConnId, reason: &str) {
-        if self.conns.remove(&conn).is_some() {
-            self.retry_at = Some(now + LOCAL_ERROR_RETRY);
-            if !self.local_error_logged {
-                self.local_error_logged = true;
-                // INFO: the daemon-wide CRITICAL line (with the limit) is the runtime's,
-                // once for all peers; this one only says which peers wait.
-                self.log(
-                    Severity::Info,
-                    format!(
-                        "cannot open a connection to {}:{}: local resource limit ({reason}); \
-                         not the peer's fault, not counted as a failed attempt; retrying every {}s",
-                        self.host,
-                        self.port,
-                        LOCAL_ERROR_RETRY.as_secs_f64()
-                    ),
-                );
+        if self.pool.remove(conn).is_some() {
+            self.timers.set(Timer::Retry, now + LOCAL_ERROR_RETRY);
+            if let Some(event) = self.backoff.local_error(&self.host, self.port, reason) {
+                self.outputs.push_back(Output::Log(event));
             }
-            if matches!(
-                self.flush,
-                Flush::ReadyToSend { .. } | Flush::Reading(_) | Flush::Listing
-            ) && self.conns.is_empty()
-            {
-                self.abort_flush();
+            if self.pool.is_empty() {
+                self.flush.abort_unsent();
             }
         }
         self.drive(now);
@@ -508,113 +345,71 @@ impl Peer {
 
     /// Bytes lond sent on `conn`.
     pub fn handle_conn_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.pool.get_mut(conn) else {
             return;
         };
-        c.decoder.push(data);
-        c.last_active = now;
-        while let Some(c) = self.conns.get_mut(&conn) {
-            match c.decoder.next_line() {
-                None => break,
-                Some(Ok(line)) => self.conn_line(now, conn, line),
-                Some(Err(e)) => {
-                    if c.is_ready() {
-                        self.drop_conn(conn, format!("protocol error: reply {e}"));
-                    } else {
-                        self.conns.remove(&conn);
-                        self.outputs.push_back(Output::CloseConn { conn });
-                        self.attempt_failed(now, format!("handshake failed: lond sent a {e}"));
-                    }
-                    break;
-                }
-            }
+        c.push(now, data);
+        while let Some(event) = self
+            .pool
+            .get_mut(conn)
+            .and_then(|c| c.next_event(now, &self.settings))
+        {
+            self.on_conn_event(now, conn, event);
         }
         self.drive(now);
     }
 
     /// lond closed `conn`, or reading or writing it failed.
     pub fn handle_conn_closed(&mut self, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.get(&conn) {
-            if c.is_ready() {
-                self.drop_conn(conn, "connection closed by lond".into());
-            } else {
-                self.conns.remove(&conn);
-                self.outputs.push_back(Output::CloseConn { conn });
-                self.attempt_failed(now, "connection closed during the handshake".into());
+        match self.pool.get(conn).map(Conn::is_ready) {
+            Some(true) => self.drop_conn(conn, "connection closed by lond".into()),
+            Some(false) => {
+                self.fail_opening(now, conn, "connection closed during the handshake".into())
             }
+            None => {}
         }
         self.drive(now);
     }
 
     /// The entries of the delayed spool directory, answering [`Output::ListDelayed`].
     pub fn handle_delayed_list(&mut self, now: Instant, entries: &[DelayedEntry]) {
-        if self.flush == Flush::Listing {
-            let (files, logs) = self.spool.round(entries, &self.peer_id);
-            for event in logs {
-                self.outputs.push_back(Output::Log(event));
-            }
-            self.pending_files = files.into();
-            self.next_file();
-        }
+        self.flush.listed(entries, &self.peer_id, &mut self.outputs);
         self.drive(now);
     }
 
     /// A delivered delayed file could not be deleted ([`Output::DeleteDelayed`] failed):
     /// it is not sent again until it changes (size or modification time) or USR1.
     pub fn handle_delayed_delete_failed(&mut self, now: Instant, name: &str, why: &str) {
-        if let Some(event) = self.spool.delete_failed(name, why) {
-            self.outputs.push_back(Output::Log(event));
-        }
+        self.flush.delete_failed(name, why, &mut self.outputs);
         self.drive(now);
     }
 
     /// A delayed file's content (or why it could not be read), answering
     /// [`Output::ReadDelayed`].
     pub fn handle_delayed_read(&mut self, now: Instant, name: &str, content: Result<&[u8], &str>) {
-        if !matches!(&self.flush, Flush::Reading(n) if n == name) {
-            return self.drive(now);
-        }
-        match content {
-            Err(why) => {
-                if let Some(event) = self.spool.unreadable(name, why) {
-                    self.outputs.push_back(Output::Log(event));
-                }
-                self.next_file();
-            }
-            Ok(content) => match request_of(content, self.settings.max_request) {
-                Err(problem) => {
-                    if let Some(event) = self.spool.problem(name, problem) {
-                        self.outputs.push_back(Output::Log(event));
-                    }
-                    self.next_file();
-                }
-                Ok(request) => {
-                    self.flush = Flush::ReadyToSend {
-                        name: name.to_owned(),
-                        request: Bytes::copy_from_slice(request),
-                    };
-                }
-            },
-        }
+        let max_request = self.settings.max_request;
+        self.flush
+            .read(name, content, max_request, &mut self.outputs);
         self.drive(now);
     }
 
     /// Time has passed: fire whatever is due at `now`. Harmless when nothing is.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
-            self.conn_timeout(now, id);
+        for conn in self.pool.ids() {
+            self.conn_timeout(now, conn);
         }
-        if self.retry_at.is_some_and(|t| t <= now) {
-            self.retry_at = None;
-        }
-        if self.next_rescan <= now {
-            self.next_rescan = now + self.settings.delayed_rescan;
+        self.timers.expire(Timer::Retry, now);
+        if self.timers.is_due(Timer::Rescan, now) {
+            self.timers
+                .set(Timer::Rescan, now + self.settings.delayed_rescan);
             if self.rescan_allowed() {
                 self.start_flush();
             }
         }
-        if self.stopping.is_some_and(|t| t <= now) {
+        // The grace timer is never disarmed: once stopped it is lazy, and a later call
+        // past it finishes again (closing clients that came after the stop), as it always
+        // did.
+        if self.timers.is_due(Timer::Grace, now) {
             self.finish_stop();
         }
         self.drive(now);
@@ -623,16 +418,16 @@ impl Peer {
     /// USR1: a dead peer (or one waiting out a backoff) is revived and retries at once,
     /// and the delayed spool is looked at.
     pub fn revive(&mut self, now: Instant) {
-        if self.stopping.is_some() || self.stopped {
+        if self.life != Life::Running {
             return;
         }
-        if self.dead || self.retry_at.is_some() {
+        if self.backoff.is_dead() || self.timers.is_armed(Timer::Retry) {
             self.log(Severity::Info, "revived: retrying at once".into());
         }
-        self.dead = false;
-        self.retry_at = None;
-        self.attempts = 0;
-        self.spool.retry_undeletable();
+        self.backoff.reset();
+        self.timers.stop(Timer::Retry);
+        self.timers.set_lazy(Timer::Rescan, false);
+        self.flush.retry_undeletable();
         if self.rescan_allowed() {
             self.start_flush();
         }
@@ -642,10 +437,12 @@ impl Peer {
     /// TERM/INT: stop taking requests (new ones get `con_lost`), let requests in flight
     /// finish for up to `grace`, then send `exit` to every connected lond and close.
     pub fn shutdown(&mut self, now: Instant, grace: Duration) {
-        if self.stopping.is_some() || self.stopped {
+        if self.life != Life::Running {
             return;
         }
-        self.stopping = Some(now + grace);
+        self.life = Life::Stopping;
+        self.timers.set(Timer::Grace, now + grace);
+        self.timers.stop(Timer::Rescan);
         self.drive(now);
     }
 
@@ -656,663 +453,13 @@ impl Peer {
         self.outputs.pop_front()
     }
 
-    /// When [`Peer::handle_timeout`] must be called next, if ever.
+    /// When [`Peer::handle_timeout`] must be called next, if ever: the earliest of the
+    /// connections' own deadlines, their idle close, and the peer's timer table.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.stopped {
-            return None;
-        }
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        for c in self.conns.values() {
-            match &c.stage {
-                Stage::Connecting { deadline } | Stage::Handshake { deadline, .. } => {
-                    consider(*deadline)
-                }
-                Stage::Ready { in_flight, .. } => {
-                    if let Some(t) = in_flight.iter().map(|f| f.deadline).min() {
-                        consider(t);
-                    } else if let Some(t) = self.idle_deadline(c) {
-                        consider(t);
-                    }
-                }
-            }
-        }
-        if let Some(t) = self.retry_at {
-            consider(t);
-        }
-        if let Some(t) = self.stopping {
-            consider(t);
-        } else if !self.dead {
-            consider(self.next_rescan);
-        }
-        next
-    }
-
-    // ----- client side -----
-
-    fn client_request(&mut self, client: ClientId, line: Bytes) {
-        let req = self.next_req;
-        self.next_req += 1;
-        let text = chomp(&line);
-        let kind = if text == CLOSE_CONNECTION_EXIT {
-            if let Some(c) = self.clients.get_mut(&client) {
-                c.finished_input = true;
-            }
-            QueuedKind::Reconnect
-        } else {
-            QueuedKind::Request(line.slice(..text.len()))
-        };
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        c.slots.push_back(Slot { req, done: None });
-        let item = Queued { req, client, kind };
-        let unavailable = self.stopping.is_some() || self.stopped;
-        let full = self.queue.len() >= QUEUE_LIMIT
-            || (self.queued_bytes + item.bytes()
-                > QUEUE_BYTES_LIMIT.max(self.settings.max_request)
-                && !self.queue.is_empty());
-        if unavailable || full {
-            if full {
-                self.log(
-                    Severity::Warning,
-                    format!(
-                        "request queue full ({} waiting); answered con_lost",
-                        self.queue.len()
-                    ),
-                );
-            }
-            self.fail_queued(item);
-            return;
-        }
-        self.queued_bytes += item.bytes();
-        self.queue.push_back(item);
-    }
-
-    /// Ends a client now: earlier requests still get their replies, then `last` (if any)
-    /// and the close.
-    fn finish_client_now(&mut self, client: ClientId, last: Option<Bytes>) {
-        let req = self.next_req;
-        self.next_req += 1;
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.finished_input = true;
-            c.slots.push_back(Slot {
-                req,
-                done: Some(SlotDone {
-                    data: last,
-                    close: true,
-                }),
-            });
-        }
-        self.flush_client(client);
-    }
-
-    /// Answers a queued item that will not be sent.
-    fn fail_queued(&mut self, item: Queued) {
-        match item.kind {
-            QueuedKind::Request(_) => {
-                self.complete(item.client, item.req, Some(CON_LOST.into()), false)
-            }
-            QueuedKind::Reconnect => self.complete(item.client, item.req, None, true),
-        }
-    }
-
-    /// Fills a client's slot and sends whatever is ready, in order.
-    fn complete(&mut self, client: ClientId, req: ReqId, data: Option<Bytes>, close: bool) {
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if let Some(slot) = c.slots.iter_mut().find(|s| s.req == req) {
-            slot.done = Some(SlotDone { data, close });
-        }
-        self.flush_client(client);
-    }
-
-    fn flush_client(&mut self, client: ClientId) {
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        let mut close = false;
-        while c.slots.front().is_some_and(|s| s.done.is_some()) {
-            let Some(done) = c.slots.pop_front().and_then(|s| s.done) else {
-                break;
-            };
-            if let Some(data) = done.data {
-                self.outputs.push_back(Output::Reply { client, data });
-            }
-            if done.close {
-                close = true;
-                break;
-            }
-        }
-        if close || (c.finished_input && c.slots.is_empty()) {
-            self.clients.remove(&client);
-            let before = self.queue.len();
-            self.queue.retain(|q| q.client != client);
-            if before != self.queue.len() {
-                self.recount_queue();
-            }
-            self.outputs.push_back(Output::CloseClient { client });
-        }
-    }
-
-    fn recount_queue(&mut self) {
-        self.queued_bytes = self.queue.iter().map(Queued::bytes).sum();
-    }
-
-    // ----- connection side -----
-
-    fn conn_line(&mut self, now: Instant, conn: ConnId, line: Bytes) {
-        let handshake_timeout = self.settings.handshake_timeout;
-        let pong_delay = self.settings.pong_delay;
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        match &mut c.stage {
-            Stage::Connecting { .. } => {}
-            Stage::Handshake { hs, deadline } => match hs.handle_line(&line) {
-                HandshakeStep::Send(data) => {
-                    *deadline = now + handshake_timeout;
-                    self.outputs.push_back(Output::Transmit { conn, data });
-                }
-                HandshakeStep::DelayPong => *deadline = now + pong_delay,
-                HandshakeStep::Done {
-                    key,
-                    host_line_matched,
-                } => {
-                    c.stage = Stage::Ready {
-                        cipher: Box::new(LinkCipher::new(&key)),
-                        in_flight: VecDeque::new(),
-                    };
-                    c.decoder.set_max_line(self.settings.max_reply);
-                    self.attempts = 0;
-                    self.retry_at = None;
-                    self.dead = false;
-                    if !host_line_matched {
-                        self.log(
-                            Severity::Warning,
-                            "lond's host line does not start with the peer's id".into(),
-                        );
-                    }
-                    self.log(Severity::Info, format!("connection {} ready", conn.0));
-                    self.start_flush();
-                }
-                HandshakeStep::Failed(err) => {
-                    self.conns.remove(&conn);
-                    self.outputs.push_back(Output::CloseConn { conn });
-                    self.attempt_failed(now, format!("handshake failed: {err}"));
-                }
-            },
-            Stage::Ready { cipher, in_flight } => {
-                let Some(f) = in_flight.pop_front() else {
-                    return self.drop_conn(conn, "protocol error: reply with no request".into());
-                };
-                let text = chomp(&line);
-                let reply = if text.is_empty() {
-                    None
-                } else {
-                    match cipher.decrypt_line(text) {
-                        Ok(Decoded::Plain) => Some(line.clone()),
-                        Ok(Decoded::Decrypted(mut plain)) => {
-                            plain.push(b'\n');
-                            Some(Bytes::from(plain))
-                        }
-                        Err(e) => {
-                            self.answer_lost(f.sent);
-                            return self.drop_conn(conn, format!("protocol error: {e}"));
-                        }
-                    }
-                };
-                match (f.sent, reply) {
-                    (Sent::Client { client, req }, Some(data)) => {
-                        self.complete(client, req, Some(data), false)
-                    }
-                    (Sent::Client { client, req }, None) => {
-                        self.complete(client, req, Some(CON_LOST.into()), false)
-                    }
-                    (Sent::Delayed { name, request }, Some(_)) => {
-                        self.outputs
-                            .push_back(Output::DeleteDelayed { name: name.clone() });
-                        self.outputs.push_back(Output::PermLog(PermLogEntry {
-                            peer: self.peer_id.clone(),
-                            request: request.to_vec(),
-                        }));
-                        self.log(Severity::Info, format!("delayed message {name} delivered"));
-                        self.next_file();
-                    }
-                    (Sent::Delayed { name, .. }, None) => {
-                        self.delayed_failed(&name, Severity::Warning, "got an empty reply");
-                        self.next_file();
-                    }
-                }
-            }
-        }
-    }
-
-    fn conn_timeout(&mut self, now: Instant, conn: ConnId) {
-        let handshake_timeout = self.settings.handshake_timeout;
-        let idle = self.conns.get(&conn).and_then(|c| self.idle_deadline(c));
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        match &mut c.stage {
-            Stage::Connecting { deadline } if *deadline <= now => {
-                self.conns.remove(&conn);
-                self.outputs.push_back(Output::CloseConn { conn });
-                self.attempt_failed(
-                    now,
-                    format!("connect to {}:{} timed out", self.host, self.port),
-                );
-            }
-            Stage::Handshake { hs, deadline } if *deadline <= now => {
-                if hs.stage() == HandshakeStage::PongDelay {
-                    if let HandshakeStep::Send(data) = hs.pong_now() {
-                        *deadline = now + handshake_timeout;
-                        self.outputs.push_back(Output::Transmit { conn, data });
-                    }
-                } else {
-                    let step = hs.stage().as_str();
-                    self.conns.remove(&conn);
-                    self.outputs.push_back(Output::CloseConn { conn });
-                    self.attempt_failed(now, format!("handshake timed out waiting for {step}"));
-                }
-            }
-            Stage::Ready { in_flight, .. } => {
-                if in_flight.iter().any(|f| f.deadline <= now) {
-                    self.drop_conn(conn, "request timed out".into());
-                } else if idle.is_some_and(|t| t <= now) {
-                    self.log(
-                        Severity::Info,
-                        format!("connection {} idle; closed", conn.0),
-                    );
-                    self.conns.remove(&conn);
-                    self.outputs.push_back(Output::CloseConn { conn });
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// When an idle ready connection may be closed, if it may.
-    fn idle_deadline(&self, c: &Conn) -> Option<Instant> {
-        if self.stopping.is_some() || c.in_flight() > 0 || !c.is_ready() {
-            return None;
-        }
-        let ready = self.conns.values().filter(|c| c.is_ready()).count();
-        let may_close = match self.settings.connect_mode {
-            ConnectMode::OnDemand => self.queue.is_empty() && self.flush == Flush::Idle,
-            ConnectMode::Eager => ready > 1,
-        };
-        may_close.then(|| c.last_active + self.settings.idle_timeout)
-    }
-
-    /// Forgets a connection that was ready (it closed, timed out or broke the protocol and
-    /// is no longer trusted): what was in flight on it is answered `con_lost`, a delayed
-    /// file in flight stays; `drive` opens a new connection at once.
-    fn drop_conn(&mut self, conn: ConnId, why: String) {
-        let Some(c) = self.conns.remove(&conn) else {
-            return;
-        };
-        self.outputs.push_back(Output::CloseConn { conn });
-        self.log(Severity::Warning, format!("connection {}: {why}", conn.0));
-        if let Stage::Ready { in_flight, .. } = c.stage {
-            for f in in_flight {
-                self.answer_lost(f.sent);
-            }
-        }
-    }
-
-    /// What was in flight will not be answered.
-    fn answer_lost(&mut self, sent: Sent) {
-        match sent {
-            Sent::Client { client, req } => {
-                self.complete(client, req, Some(CON_LOST.into()), false)
-            }
-            Sent::Delayed { name, .. } => {
-                self.delayed_failed(&name, Severity::Warning, "was not answered");
-                // The rest of this round goes on the next connection.
-                self.flush = Flush::Resume;
-            }
-        }
-    }
-
-    /// A connect or handshake failed: back off, or give up after `max_attempts`.
-    fn attempt_failed(&mut self, now: Instant, why: String) {
-        self.attempts += 1;
-        if self.conns.values().any(Conn::is_ready) {
-            // Another connection serves; only gate the next extra one.
-            let wait = self.backoff();
-            self.retry_at = Some(now + wait);
-            self.log(
-                Severity::Warning,
-                format!("{why}; extra connection retried in {}s", wait.as_secs()),
-            );
-            return;
-        }
-        if self.attempts >= self.settings.max_attempts {
-            self.dead = true;
-            self.retry_at = None;
-            self.log(
-                Severity::Critical,
-                format!(
-                    "{why}; {} failed attempts, peer is dead until revived (USR1)",
-                    self.attempts
-                ),
-            );
-        } else {
-            let wait = self.backoff();
-            self.retry_at = Some(now + wait);
-            self.log(
-                Severity::Warning,
-                format!(
-                    "{why}; attempt {} of {}, retry in {:.1}s",
-                    self.attempts,
-                    self.settings.max_attempts,
-                    wait.as_secs_f64()
-                ),
-            );
-        }
-        if matches!(
-            self.flush,
-            Flush::ReadyToSend { .. } | Flush::Reading(_) | Flush::Listing
-        ) && self.conns.is_empty()
-        {
-            self.abort_flush();
-        }
-    }
-
-    /// A backoff drawn uniformly from `[retry_min, retry_max)`.
-    fn backoff(&mut self) -> Duration {
-        let min = self.settings.retry_min.as_nanos() as u64;
-        let max = self.settings.retry_max.as_nanos() as u64;
-        if max <= min {
-            return Duration::from_nanos(min);
-        }
-        Duration::from_nanos(self.rng.random_range(min..max))
-    }
-
-    // ----- delayed messages -----
-
-    fn rescan_allowed(&self) -> bool {
-        if self.dead || self.stopping.is_some() || self.flush != Flush::Idle {
-            return false;
-        }
-        self.conns.values().any(Conn::is_ready)
-            || (self.settings.connect_mode == ConnectMode::OnDemand
-                && self.conns.is_empty()
-                && self.retry_at.is_none())
-    }
-
-    fn start_flush(&mut self) {
-        if self.flush == Flush::Idle && self.stopping.is_none() {
-            self.flush = Flush::Listing;
-            self.outputs.push_back(Output::ListDelayed);
-        }
-    }
-
-    fn next_file(&mut self) {
-        match self.pending_files.pop_front() {
-            Some(name) => {
-                self.outputs
-                    .push_back(Output::ReadDelayed { name: name.clone() });
-                self.flush = Flush::Reading(name);
-            }
-            None => self.flush = Flush::Idle,
-        }
-    }
-
-    /// A delayed file stays in place; it is tried again in the next round.
-    fn delayed_failed(&mut self, name: &str, severity: Severity, what: &str) {
-        self.log(
-            severity,
-            format!("delayed message {name} {what}; left in place, retried at the next rescan"),
-        );
-    }
-
-    fn abort_flush(&mut self) {
-        self.flush = Flush::Idle;
-        self.pending_files.clear();
-    }
-
-    // ----- the dispatcher -----
-
-    /// After every input: send what can be sent, answer what cannot, open connections.
-    fn drive(&mut self, now: Instant) {
-        if self.stopped {
-            return;
-        }
-        if self.stopping.is_some() {
-            return self.drive_stopping();
-        }
-        if self.flush == Flush::Resume && self.conns.values().any(Conn::is_ready) {
-            self.next_file();
-        }
-        self.send_delayed(now);
-        if self.flush == Flush::Idle {
-            self.send_queue(now);
-        }
-        self.open_connections(now);
-        // A backoff or a dead peer answers at once.
-        if self.conns.is_empty() && (self.dead || self.retry_at.is_some()) {
-            while let Some(item) = self.queue.pop_front() {
-                self.fail_queued(item);
-            }
-            self.queued_bytes = 0;
-        }
-    }
-
-    fn send_delayed(&mut self, now: Instant) {
-        let Flush::ReadyToSend { name, request } = &self.flush else {
-            return;
-        };
-        let Some((&conn, _)) = self
-            .conns
+        let conns = self
+            .pool
             .iter()
-            .find(|(_, c)| c.is_ready() && c.in_flight() == 0)
-        else {
-            return;
-        };
-        let (name, request) = (name.clone(), request.clone());
-        let deadline = now + self.settings.handshake_timeout;
-        self.transmit(
-            now,
-            conn,
-            &request,
-            Sent::Delayed {
-                name: name.clone(),
-                request: request.clone(),
-            },
-            deadline,
-        );
-        self.flush = Flush::InFlight { name, conn };
-    }
-
-    fn send_queue(&mut self, now: Instant) {
-        while let Some(head) = self.queue.front() {
-            if let QueuedKind::Reconnect = head.kind {
-                if self.conns.values().any(|c| c.in_flight() > 0) {
-                    return;
-                }
-                let Some(item) = self.queue.pop_front() else {
-                    return;
-                };
-                let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-                for conn in ids {
-                    self.conns.remove(&conn);
-                    self.outputs.push_back(Output::CloseConn { conn });
-                }
-                self.log(
-                    Severity::Info,
-                    "close_connection_exit: connection closed and reopened".into(),
-                );
-                self.complete(item.client, item.req, None, true);
-                self.open_connections(now);
-                continue;
-            }
-            let pipeline = self.settings.pipeline.max(1);
-            let Some(conn) = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.is_ready() && c.in_flight() < pipeline)
-                .min_by_key(|(id, c)| (c.in_flight(), **id))
-                .map(|(id, _)| *id)
-            else {
-                return;
-            };
-            let Some(item) = self.queue.pop_front() else {
-                return;
-            };
-            self.queued_bytes -= item.bytes();
-            let QueuedKind::Request(line) = item.kind else {
-                continue;
-            };
-            let deadline = now + self.settings.transaction_timeout;
-            self.transmit(
-                now,
-                conn,
-                &line,
-                Sent::Client {
-                    client: item.client,
-                    req: item.req,
-                },
-                deadline,
-            );
-        }
-    }
-
-    /// Writes one request (encrypting an `encrypt:` one) and records it in flight.
-    fn transmit(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        request: &[u8],
-        sent: Sent,
-        deadline: Instant,
-    ) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let Stage::Ready { cipher, in_flight } = &mut c.stage else {
-            return;
-        };
-        let data = match request.strip_prefix(b"encrypt:") {
-            Some(payload) => {
-                let mut wire = cipher.encrypt_line(payload);
-                wire.push(b'\n');
-                Bytes::from(wire)
-            }
-            None => encode_line(request),
-        };
-        in_flight.push_back(InFlight { sent, deadline });
-        c.last_active = now;
-        self.outputs.push_back(Output::Transmit { conn, data });
-    }
-
-    fn open_connections(&mut self, now: Instant) {
-        if self.dead || self.retry_at.is_some() && self.conns.is_empty() {
-            return;
-        }
-        let opening = self.conns.values().filter(|c| !c.is_ready()).count();
-        let wanted = match self.settings.connect_mode {
-            ConnectMode::Eager => true,
-            ConnectMode::OnDemand => {
-                !self.queue.is_empty()
-                    || matches!(self.flush, Flush::ReadyToSend { .. } | Flush::Resume)
-            }
-        };
-        if self.conns.is_empty() {
-            if wanted {
-                self.connect(now);
-            }
-            return;
-        }
-        // More connections only while requests wait, all ready ones are full, none is
-        // opening, and no backoff gates it.
-        let pipeline = self.settings.pipeline.max(1);
-        let all_full = self
-            .conns
-            .values()
-            .filter(|c| c.is_ready())
-            .all(|c| c.in_flight() >= pipeline);
-        if !self.queue.is_empty()
-            && all_full
-            && opening == 0
-            && self.retry_at.is_none()
-            && self.conns.len() < self.settings.max_connections.max(1)
-        {
-            self.connect(now);
-        }
-    }
-
-    fn connect(&mut self, now: Instant) {
-        let conn = ConnId(self.next_conn);
-        self.next_conn += 1;
-        self.conns.insert(
-            conn,
-            Conn {
-                stage: Stage::Connecting {
-                    deadline: now + self.settings.connect_timeout,
-                },
-                decoder: LineDecoder::new(HANDSHAKE_LINE_LIMIT.min(self.settings.max_reply)),
-                last_active: now,
-            },
-        );
-        self.outputs.push_back(Output::Connect {
-            conn,
-            host: self.host.clone(),
-            port: self.port,
-        });
-    }
-
-    // ----- shutdown -----
-
-    fn drive_stopping(&mut self) {
-        while let Some(item) = self.queue.pop_front() {
-            self.fail_queued(item);
-        }
-        self.queued_bytes = 0;
-        if !matches!(self.flush, Flush::InFlight { .. }) {
-            self.abort_flush();
-        }
-        let opening: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.is_ready())
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in opening {
-            self.conns.remove(&conn);
-            self.outputs.push_back(Output::CloseConn { conn });
-        }
-        if self.conns.values().all(|c| c.in_flight() == 0) {
-            self.finish_stop();
-        }
-    }
-
-    fn finish_stop(&mut self) {
-        let conns = std::mem::take(&mut self.conns);
-        for (conn, c) in conns {
-            if let Stage::Ready { in_flight, .. } = c.stage {
-                for f in in_flight {
-                    self.answer_lost(f.sent);
-                }
-                self.outputs.push_back(Output::Transmit {
-                    conn,
-                    data: Bytes::from_static(b"exit\n"),
-                });
-            }
-            self.outputs.push_back(Output::CloseConn { conn });
-        }
-        self.abort_flush();
-        let clients: Vec<ClientId> = self.clients.keys().copied().collect();
-        for client in clients {
-            self.finish_client_now(client, None);
-        }
-        self.stopped = true;
-    }
-
-    fn log(&mut self, severity: Severity, message: String) {
-        self.outputs
-            .push_back(Output::Log(LogEvent { severity, message }));
+            .filter_map(|c| c.deadline().or_else(|| self.idle_deadline(c)));
+        conns.chain(self.timers.next_timeout()).min()
     }
 }

@@ -1,0 +1,305 @@
+//! The delayed flush of one peer (PROTOCOL.md 8): a round lists the spool, then reads,
+//! sends and deletes the peer's files one at a time, before any client request. A file is
+//! sent only as a whole first line, and deleted only once lond answered it. What the peer
+//! remembers about its files between rounds is [`SpoolWatch`]; when a round starts
+//! (after each handshake, every `delayed_rescan`, at USR1) is the peer's call.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::delayed::{DelayedEntry, PermLogEntry, request_of};
+use crate::io::{ConnId, LogEvent, Output, Severity};
+use crate::spool_watch::SpoolWatch;
+
+/// Where a round stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Stage {
+    /// No round.
+    Idle,
+    /// The spool listing was asked for.
+    Listing,
+    /// This file's content was asked for.
+    Reading(String),
+    /// This file's request waits for a free ready connection.
+    ReadyToSend { name: String, request: Bytes },
+    /// This file's request was written on `conn`.
+    InFlight { name: String, conn: ConnId },
+    /// A delayed message went unanswered with its connection; the rest of the round goes
+    /// on as soon as a connection is ready.
+    Resume,
+}
+
+/// One peer's delayed flush; see the module docs. Methods that act push their outputs
+/// (listing, reads, deletes, `lonnet.perm.log` and `lonc.log` lines) to `out`.
+#[derive(Debug)]
+pub(crate) struct DelayedFlush {
+    stage: Stage,
+    /// The files of this round not tried yet, in order.
+    pending: VecDeque<String>,
+    spool: SpoolWatch,
+}
+
+impl DelayedFlush {
+    /// No round yet, nothing remembered.
+    pub(crate) fn new() -> Self {
+        DelayedFlush {
+            stage: Stage::Idle,
+            pending: VecDeque::new(),
+            spool: SpoolWatch::default(),
+        }
+    }
+
+    /// True when no round is under way.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.stage == Stage::Idle
+    }
+
+    /// True while a delayed message waits for a connection to be sent on (in on-demand
+    /// mode this asks for one).
+    pub(crate) fn wants_connection(&self) -> bool {
+        matches!(self.stage, Stage::ReadyToSend { .. } | Stage::Resume)
+    }
+
+    /// Starts a round, unless one is under way.
+    pub(crate) fn start(&mut self, out: &mut VecDeque<Output>) {
+        if self.is_idle() {
+            self.stage = Stage::Listing;
+            out.push_back(Output::ListDelayed);
+        }
+    }
+
+    /// The spool listing came: the round's files, each problem logged once.
+    pub(crate) fn listed(
+        &mut self,
+        entries: &[DelayedEntry],
+        peer_id: &str,
+        out: &mut VecDeque<Output>,
+    ) {
+        if self.stage != Stage::Listing {
+            return;
+        }
+        let (files, logs) = self.spool.round(entries, peer_id);
+        out.extend(logs.into_iter().map(Output::Log));
+        self.pending = files.into();
+        self.next_file(out);
+    }
+
+    /// A file's content (or why it could not be read) came. False if this round was not
+    /// waiting for it.
+    pub(crate) fn read(
+        &mut self,
+        name: &str,
+        content: Result<&[u8], &str>,
+        max_request: usize,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
+        if !matches!(&self.stage, Stage::Reading(n) if n == name) {
+            return false;
+        }
+        let problem = match content {
+            Err(why) => self.spool.unreadable(name, why),
+            Ok(content) => match request_of(content, max_request) {
+                Err(problem) => self.spool.problem(name, problem),
+                Ok(request) => {
+                    self.stage = Stage::ReadyToSend {
+                        name: name.to_owned(),
+                        request: Bytes::copy_from_slice(request),
+                    };
+                    return true;
+                }
+            },
+        };
+        out.extend(problem.map(Output::Log));
+        self.next_file(out);
+        true
+    }
+
+    /// The request to send now, if one waits.
+    pub(crate) fn to_send(&self) -> Option<(String, Bytes)> {
+        match &self.stage {
+            Stage::ReadyToSend { name, request } => Some((name.clone(), request.clone())),
+            _ => None,
+        }
+    }
+
+    /// The waiting request of file `name` was written on `conn`.
+    pub(crate) fn sent(&mut self, name: String, conn: ConnId) {
+        self.stage = Stage::InFlight { name, conn };
+    }
+
+    /// lond answered file `name`'s `request`: delete the file, log it, go on.
+    pub(crate) fn delivered(
+        &mut self,
+        name: String,
+        request: &[u8],
+        peer_id: &str,
+        out: &mut VecDeque<Output>,
+    ) {
+        out.push_back(Output::DeleteDelayed { name: name.clone() });
+        out.push_back(Output::PermLog(PermLogEntry {
+            peer: peer_id.to_owned(),
+            request: request.to_vec(),
+        }));
+        log(
+            out,
+            Severity::Info,
+            format!("delayed message {name} delivered"),
+        );
+        self.next_file(out);
+    }
+
+    /// lond answered file `name` with an empty line: it stays; go on.
+    pub(crate) fn empty_reply(&mut self, name: &str, out: &mut VecDeque<Output>) {
+        left_in_place(out, name, "got an empty reply");
+        self.next_file(out);
+    }
+
+    /// File `name` was in flight on a connection that is gone: it stays, and the rest of
+    /// the round goes on at the next ready connection.
+    pub(crate) fn unanswered(&mut self, name: &str, out: &mut VecDeque<Output>) {
+        left_in_place(out, name, "was not answered");
+        self.stage = Stage::Resume;
+    }
+
+    /// Goes on with the round after [`DelayedFlush::unanswered`], once a connection is
+    /// ready.
+    pub(crate) fn resume(&mut self, out: &mut VecDeque<Output>) {
+        if self.stage == Stage::Resume {
+            self.next_file(out);
+        }
+    }
+
+    /// A delivered file could not be deleted: not sent again until it changes or USR1.
+    pub(crate) fn delete_failed(&mut self, name: &str, why: &str, out: &mut VecDeque<Output>) {
+        out.extend(self.spool.delete_failed(name, why).map(Output::Log));
+    }
+
+    /// USR1: files that could not be deleted are tried again.
+    pub(crate) fn retry_undeletable(&mut self) {
+        self.spool.retry_undeletable();
+    }
+
+    /// No connection is left to send on: a round not yet sending ends; the files stay
+    /// for the next round.
+    pub(crate) fn abort_unsent(&mut self) {
+        if matches!(
+            self.stage,
+            Stage::ReadyToSend { .. } | Stage::Reading(_) | Stage::Listing
+        ) {
+            self.abort();
+        }
+    }
+
+    /// Shutting down: the round ends, unless a message is in flight (its answer may still
+    /// come in the grace period).
+    pub(crate) fn stop(&mut self) {
+        if !matches!(self.stage, Stage::InFlight { .. }) {
+            self.abort();
+        }
+    }
+
+    /// The round ends here.
+    pub(crate) fn abort(&mut self) {
+        self.stage = Stage::Idle;
+        self.pending.clear();
+    }
+
+    fn next_file(&mut self, out: &mut VecDeque<Output>) {
+        match self.pending.pop_front() {
+            Some(name) => {
+                out.push_back(Output::ReadDelayed { name: name.clone() });
+                self.stage = Stage::Reading(name);
+            }
+            None => self.stage = Stage::Idle,
+        }
+    }
+}
+
+/// A delayed file stays in place; it is tried again in the next round.
+fn left_in_place(out: &mut VecDeque<Output>, name: &str, what: &str) {
+    log(
+        out,
+        Severity::Warning,
+        format!("delayed message {name} {what}; left in place, retried at the next rescan"),
+    );
+}
+
+fn log(out: &mut VecDeque<Output>, severity: Severity, message: String) {
+    out.push_back(Output::Log(LogEvent { severity, message }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delayed::FileStamp;
+
+    fn entry(name: &str) -> DelayedEntry {
+        DelayedEntry::file(
+            name,
+            FileStamp {
+                size: 1,
+                modified_ns: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn a_round_reads_sends_and_deletes_one_file_at_a_time() {
+        let mut f = DelayedFlush::new();
+        let mut out = VecDeque::new();
+        f.start(&mut out);
+        f.start(&mut out);
+        assert_eq!(out.drain(..).collect::<Vec<_>>(), [Output::ListDelayed]);
+        f.listed(
+            &[entry("2.b.p"), entry("1.a.p"), entry("3.c.q")],
+            "p",
+            &mut out,
+        );
+        let read = |name: &str| Output::ReadDelayed { name: name.into() };
+        assert_eq!(out.drain(..).collect::<Vec<_>>(), [read("1.a.p")]);
+        assert!(!f.read("2.b.p", Ok(b"x\n"), 100, &mut out), "not asked yet");
+        assert!(f.read("1.a.p", Ok(b"ping\n"), 100, &mut out));
+        assert!(f.wants_connection());
+        let (name, request) = f.to_send().unwrap();
+        assert_eq!((name.as_str(), &request[..]), ("1.a.p", &b"ping"[..]));
+        f.sent(name.clone(), ConnId(0));
+        assert!(f.to_send().is_none());
+        f.delivered(name, &request, "p", &mut out);
+        let outs: Vec<_> = out.drain(..).collect();
+        assert_eq!(
+            outs[0],
+            Output::DeleteDelayed {
+                name: "1.a.p".into()
+            }
+        );
+        assert!(matches!(outs[1], Output::PermLog(_)));
+        assert_eq!(outs[3], read("2.b.p"));
+        assert!(f.read("2.b.p", Err("denied"), 100, &mut out));
+        assert!(f.is_idle(), "the round is over");
+    }
+
+    #[test]
+    fn an_unanswered_message_resumes_the_round_later() {
+        let mut f = DelayedFlush::new();
+        let mut out = VecDeque::new();
+        f.start(&mut out);
+        f.listed(&[entry("1.a.p"), entry("2.b.p")], "p", &mut out);
+        f.read("1.a.p", Ok(b"ping\n"), 100, &mut out);
+        f.sent("1.a.p".into(), ConnId(3));
+        f.stop();
+        assert!(!f.is_idle(), "a message in flight outlives stop");
+        out.clear();
+        f.unanswered("1.a.p", &mut out);
+        assert!(f.wants_connection());
+        f.resume(&mut out);
+        assert_eq!(
+            out.pop_back(),
+            Some(Output::ReadDelayed {
+                name: "2.b.p".into()
+            })
+        );
+        f.abort_unsent();
+        assert!(f.is_idle());
+    }
+}

@@ -1,7 +1,7 @@
 //! The client side of the classic handshake (PROTOCOL.md section 4), one step at a time:
 //! `init` -> challenge -> echo -> `ok` -> (pong delay) -> `pong` -> host line -> `ekey` ->
 //! buildkey. It only turns lines into steps; the connection that owns it
-//! ([`crate::peer`]) keeps the per-step deadline and writes the bytes.
+//! (the core's private `conn` module) keeps the per-step deadline and writes the bytes.
 
 use bytes::Bytes;
 

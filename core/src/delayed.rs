@@ -17,6 +17,14 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// Every kind, in declaration order (for generators in tests and fuzz targets).
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::File,
+        EntryKind::Symlink,
+        EntryKind::Directory,
+        EntryKind::Other,
+    ];
+
     /// The kind in words, for log lines.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -52,12 +52,7 @@ impl From<Op> for Input {
                     .into_iter()
                     .map(|(name, kind, size, modified)| DelayedEntry {
                         name,
-                        kind: [
-                            EntryKind::File,
-                            EntryKind::Symlink,
-                            EntryKind::Directory,
-                            EntryKind::Other,
-                        ][usize::from(kind % 4)],
+                        kind: EntryKind::ALL[usize::from(kind % 4)],
                         stamp: FileStamp {
                             size,
                             modified_ns: modified.into(),

@@ -264,12 +264,7 @@ fn raw() -> impl Strategy<Value = (u32, Input)> {
                         .into_iter()
                         .map(|(name, kind, size)| DelayedEntry {
                             name,
-                            kind: [
-                                EntryKind::File,
-                                EntryKind::Symlink,
-                                EntryKind::Directory,
-                                EntryKind::Other,
-                            ][usize::from(kind)],
+                            kind: EntryKind::ALL[usize::from(kind)],
                             stamp: FileStamp {
                                 size,
                                 modified_ns: 0,

@@ -12,11 +12,13 @@
 //! | [`process`] | detaching, the user check, the open-file limit, sending signals |
 //! | [`pidfile`], [`logfile`], [`status`], [`spool`] | the pid file, the logs, the status file, the delayed spool |
 //! | [`socket`], [`nofollow`] | the peers' Unix sockets and their directory; opening files without following symlinks |
+//! | [`socket_ops`] | shutting a connected socket down, bounding its writes |
 //! | [`link_socket`], [`fd_reserve`], [`local_error`] | opening a TCP link to lond within the descriptors kept for clients; the daemon's own shortages |
-//! | [`peer_io`], [`writers`], [`hangup`] | the peer table a driver keeps around the core, its write-queue accounting, watching a half-closed client |
+//! | [`peer_io`], [`chores`], [`writers`], [`hangup`] | the loop step and peer table both drivers share around the core, the file work a peer asks for, write-queue accounting, watching a half-closed client |
 //! | [`site`] | a throwaway LON-CAPA site for the demo and the tests |
 #![warn(missing_docs)]
 
+pub mod chores;
 pub mod cli;
 pub mod fd_reserve;
 pub mod hangup;
@@ -33,6 +35,7 @@ pub mod sendcmd;
 pub mod signals;
 pub mod site;
 pub mod socket;
+pub mod socket_ops;
 pub mod spool;
 pub mod startup;
 pub mod status;

@@ -2,8 +2,8 @@
 //! wait unwritten to a client or to lond before the core gives up on it, how long a
 //! closing connection may still flush, how long requests in flight get at shutdown, and
 //! how long past that a runtime waits for its threads or tasks. A runtime never chooses
-//! these: it reports what it sees ([`crate::io::Input::ClientBacklog`],
-//! [`crate::io::Input::ConnBacklog`]) and carries out what the core answers.
+//! these: it reports what it sees (the inputs `ClientBacklog` and `ConnBacklog`) and
+//! carries out what the core answers.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ pub const CONN_BACKLOG_LIMIT: usize = 16 * 1024 * 1024;
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 /// How long requests in flight may take to finish on TERM/INT, a reload or the removal
-/// of a peer ([`crate::peer::Peer::shutdown`]).
+/// of a peer (`Peer::shutdown`).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long past the grace period a stopping peer's threads or tasks may take to end

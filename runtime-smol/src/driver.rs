@@ -12,17 +12,14 @@ use std::sync::Arc;
 use lonc_core::io::{ConnId, Input as PeerInput};
 use lonc_host::chores::{self, Chore};
 use lonc_host::local_error::is_local_resource_error;
-use lonc_host::peer_io::{self, Dial, Driver, PeerIo, connect_outcome};
+use lonc_host::peer_io::{Dial, Driver, PeerIo, connect_outcome};
 use lonc_host::supervisor::PeerContext;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::{Async, Task, Timer};
 
 use crate::connect::open_tcp;
-use crate::streams::{PeerRt, ReadEnd, SmolOutbox, read_loop, spawn_writer};
-
-/// What reaches a peer task.
-pub type Input = peer_io::Input<SmolOutbox, Async<TcpStream>>;
+use crate::streams::{Input, PeerRt, ReadEnd, SmolOutbox, read_loop, spawn_writer};
 
 /// What the peer task does on smol, for the shared loop step.
 pub struct SmolDriver {

@@ -21,8 +21,8 @@ use smol::channel::{self, Sender};
 use smol::future::FutureExt;
 use smol::{Async, Executor, Task, Timer};
 
-use crate::driver::{self, Input, SmolDriver};
-use crate::streams::{PeerRt, accept_loop};
+use crate::driver::{self, SmolDriver};
+use crate::streams::{Input, PeerRt, accept_loop};
 
 /// The smol peers of a daemon: tasks on one multi-threaded executor.
 pub struct SmolPeers {

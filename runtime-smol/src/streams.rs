@@ -7,6 +7,7 @@
 //! `POLLRDHUP` too, so waiting for readiness at end of file would spin.
 
 use std::io;
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
@@ -18,18 +19,19 @@ use lonc_core::io::{ClientId, Input as PeerInput};
 use lonc_host::hangup;
 use lonc_host::local_error::{alarm, is_local_resource_error};
 use lonc_host::logfile::LogFiles;
-use lonc_host::peer_io::{ACCEPT_PAUSE, Backlog, Outbox, READ_CHUNK, Writers};
+use lonc_host::peer_io::{self, ACCEPT_PAUSE, Backlog, Outbox, READ_CHUNK, Writers};
 use lonc_host::socket_ops::SocketOps;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Executor, Timer};
 
-use crate::driver::Input;
-
 /// How often a half-closed client that is owed replies is checked for a full close
 /// (mechanics: see the module docs).
 pub const HALF_CLOSED_POLL: Duration = Duration::from_millis(200);
+
+/// What reaches a peer task.
+pub type Input = peer_io::Input<SmolOutbox, Async<TcpStream>>;
 
 /// Where a peer's tasks run, the writers its shutdown waits for, and the logs.
 #[derive(Clone)]

@@ -17,10 +17,7 @@ use lonc_host::link_socket::open_tcp;
 use lonc_host::peer_io::{self, Dial, Driver, Outbox, PeerIo, Writers, connect_outcome};
 use lonc_host::supervisor::PeerContext;
 
-use crate::streams::{ReadEnd, StdOutbox, read_loop, spawn_writer};
-
-/// What reaches a peer thread.
-pub type Input = peer_io::Input<StdOutbox, TcpStream>;
+use crate::streams::{Input, ReadEnd, StdOutbox, read_loop, spawn_writer};
 
 /// What the peer thread does on threads, for the shared loop step.
 pub struct StdDriver {

@@ -21,8 +21,8 @@ use lonc_host::logfile::LogFiles;
 use lonc_host::peer_io::{INPUT_QUEUE, PeerIo, PeerSnapshot, Writers};
 use lonc_host::supervisor::PeerContext;
 
-use crate::acceptor::Acceptor;
-use crate::driver::{self, Input, StdDriver};
+use crate::driver::{self, StdDriver};
+use crate::streams::{Acceptor, Input};
 
 /// A running peer: its thread, its socket's acceptor, and the way to talk to it.
 pub struct PeerHandle {

@@ -7,12 +7,10 @@
 //! |---|---|
 //! | [`driver`] | the peer thread: what differs on threads (connect, attach, file work, waiting) |
 //! | [`handle`] | a running peer: start, revive, a stop bounded in time |
-//! | [`acceptor`] | accepting a peer's clients and reading their requests |
-//! | [`streams`] | writer threads and their queues, the read loop |
+//! | [`streams`] | writer threads and their queues, the read loop, the acceptor |
 //! | [`daemon`] | the run loop: signals from a listener thread |
 #![warn(missing_docs)]
 
-pub mod acceptor;
 pub mod daemon;
 pub mod driver;
 pub mod handle;

@@ -14,9 +14,8 @@ use lonc_core::io::Input as PeerInput;
 use lonc_host::logfile::LogFiles;
 use lonc_host::peer_io::{INPUT_QUEUE, Writers};
 
-use crate::acceptor::Acceptor;
-use crate::driver::Input;
 use crate::handle::{join_by, send_by};
+use crate::streams::{Acceptor, Input};
 
 /// An acceptor on a fresh socket, as `PeerHandle::start` makes it.
 fn acceptor(dir: &std::path::Path) -> (Acceptor, Receiver<Input>, PathBuf) {

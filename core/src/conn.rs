@@ -112,6 +112,11 @@ impl Conn {
         }
     }
 
+    /// True while the TCP connect has not completed.
+    pub(crate) fn is_connecting(&self) -> bool {
+        matches!(self.stage, Stage::Connecting { .. })
+    }
+
     /// True once the handshake is complete.
     pub(crate) fn is_ready(&self) -> bool {
         matches!(self.stage, Stage::Ready { .. })

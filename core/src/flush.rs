@@ -38,6 +38,8 @@ pub(crate) struct DelayedFlush {
     /// The files of this round not tried yet, in order.
     pending: VecDeque<String>,
     spool: SpoolWatch,
+    /// The last listing failed (and was logged): the next failure is not logged again.
+    list_failing: bool,
 }
 
 impl DelayedFlush {
@@ -47,6 +49,7 @@ impl DelayedFlush {
             stage: Stage::Idle,
             pending: VecDeque::new(),
             spool: SpoolWatch::default(),
+            list_failing: false,
         }
     }
 
@@ -79,10 +82,31 @@ impl DelayedFlush {
         if self.stage != Stage::Listing {
             return;
         }
+        self.list_failing = false;
         let (files, logs) = self.spool.round(entries, peer_id);
         out.extend(logs.into_iter().map(Output::Log));
         self.pending = files.into();
         self.next_file(out);
+    }
+
+    /// The spool listing failed (`why`, or `None` for a shortage of the host's own, which
+    /// the runtime reports daemon-wide): the round ends, what the flush remembers stays,
+    /// and the next rescan tries again. A failure is logged CRITICAL once, until a listing
+    /// succeeds again.
+    pub(crate) fn list_failed(&mut self, why: Option<&str>, out: &mut VecDeque<Output>) {
+        if self.stage != Stage::Listing {
+            return;
+        }
+        self.abort();
+        if let Some(why) = why
+            && !std::mem::replace(&mut self.list_failing, true)
+        {
+            log(
+                out,
+                Severity::Critical,
+                format!("cannot list the delayed spool: {why}; retried at every rescan"),
+            );
+        }
     }
 
     /// A file's content (or why it could not be read) came. False if this round was not

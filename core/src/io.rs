@@ -73,10 +73,14 @@ pub enum Output {
         data: Bytes,
     },
     /// Close the connection (or abandon the attempt to open it). The core forgets it; no
-    /// further input for it is expected, and any that comes is ignored.
+    /// further input for it is expected, and any that comes is ignored. What was written
+    /// before may still be flushed for `linger` at most (zero: shut it down at once).
     CloseConn {
         /// Which connection.
         conn: ConnId,
+        /// How long the socket may still flush before it is shut down
+        /// ([`crate::limits::CLOSE_LINGER`], or zero).
+        linger: Duration,
     },
     /// Write this reply line (LF included) to the client, after earlier replies.
     Reply {
@@ -91,8 +95,16 @@ pub enum Output {
         /// Which client.
         client: ClientId,
     },
+    /// Close the client's connection at once, discarding the replies not yet written to
+    /// it (it does not read them). The core forgets it.
+    AbortClient {
+        /// Which client.
+        client: ClientId,
+    },
     /// List the entries of `lonSockDir/delayed/` (every kind, symlinks not followed, with
-    /// their size and modification time) and answer with `handle_delayed_list`.
+    /// their size and modification time) and answer with `handle_delayed_list`, or
+    /// `handle_delayed_list_failed` / `handle_delayed_list_local_error` if it cannot be
+    /// listed.
     ListDelayed,
     /// Read the file `lonSockDir/delayed/<name>` and answer with `handle_delayed_read`.
     ReadDelayed {
@@ -123,6 +135,9 @@ pub enum Input {
     ClientEof(ClientId),
     /// `handle_client_gone`.
     ClientGone(ClientId),
+    /// `handle_client_backlog`: a reply was queued behind this many bytes not yet
+    /// written to the client.
+    ClientBacklog(ClientId, usize),
     /// `handle_connected`.
     Connected(ConnId),
     /// `handle_connect_failed`.
@@ -133,8 +148,15 @@ pub enum Input {
     ConnData(ConnId, Vec<u8>),
     /// `handle_conn_closed`.
     ConnClosed(ConnId),
+    /// `handle_conn_backlog`: bytes were queued behind this many not yet written to lond.
+    ConnBacklog(ConnId, usize),
     /// `handle_delayed_list`.
     DelayedList(Vec<DelayedEntry>),
+    /// `handle_delayed_list_failed`: why the spool could not be listed.
+    DelayedListFailed(String),
+    /// `handle_delayed_list_local_error`: the spool could not be listed for a shortage of
+    /// this host's own.
+    DelayedListLocalError(String),
     /// `handle_delayed_read`: the content, or why it could not be read.
     DelayedRead(String, Result<Vec<u8>, String>),
     /// `handle_delayed_delete_failed`: the file and why it could not be deleted.

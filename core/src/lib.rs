@@ -27,6 +27,7 @@
 //! | `flush.rs`    | the delayed flush round: list, read, send, delete, one file at a time |
 //! | `spool_watch.rs` | what the flush remembers about spool files between rounds          |
 //! | `timer.rs`    | the peer's deadlines (retry, rescan, grace) in a table indexed by an enum |
+//! | `limits.rs`   | the bounds and deadlines a runtime applies: unwritten bytes, close linger, shutdown grace |
 //!
 //! [`peer::Peer::poll_timeout`] is the minimum of the connections' own deadlines (and
 //! their idle close) and the timer table; [`peer::Peer::handle_timeout`] fires from the
@@ -42,13 +43,18 @@
 //! A runtime drives one [`peer::Peer`] like this (the same rule as str0m and quinn-proto):
 //!
 //! 1. Feed one input through a `handle_*` method (bytes from a client or from lond, a
-//!    connection that opened, failed or closed, a delayed-spool listing or file, or
-//!    [`peer::Peer::handle_timeout`] when the deadline has passed).
+//!    connection that opened, failed or closed, a delayed-spool listing or file, bytes a
+//!    socket could not write yet, or [`peer::Peer::handle_timeout`] when the deadline has
+//!    passed).
 //! 2. Drain [`peer::Peer::poll_output`] until it returns `None`, carrying out every
 //!    [`io::Output`] in the order given. Outputs that ask for an answer (a connection
 //!    attempt, a spool listing or read) are answered later by another `handle_*` call.
 //! 3. Ask [`peer::Peer::poll_timeout`] for the next deadline, wait for the next input or
 //!    that deadline, whichever comes first, and go back to 1.
+//!
+//! Nothing is fed while draining: what a runtime learns while carrying outputs out (a
+//! write that did not complete at once, a spool answer) waits until the drain is over,
+//! then goes in as the next input.
 //!
 //! Calling `handle_timeout` early is harmless: only what is due at `now` fires.
 //! Bad bytes from a client or from the network never panic the core: they become a reply
@@ -67,6 +73,7 @@ pub mod handshake;
 pub mod hosts;
 pub mod io;
 pub mod key;
+pub mod limits;
 pub mod line;
 pub mod lond;
 pub mod peer;

@@ -44,6 +44,7 @@ use crate::delayed::DelayedEntry;
 use crate::flush::DelayedFlush;
 use crate::handshake::Handshake;
 use crate::io::{ClientId, ConnId, Input, Output, Severity};
+use crate::limits::{CLIENT_BACKLOG_LIMIT, CONN_BACKLOG_LIMIT};
 use crate::pool::Pool;
 use crate::queue::RequestQueue;
 use crate::timer::{Timer, TimerTable};
@@ -214,12 +215,16 @@ impl Peer {
             Input::ClientData(c, d) => self.handle_client_data(now, c, &d),
             Input::ClientEof(c) => self.handle_client_eof(now, c),
             Input::ClientGone(c) => self.handle_client_gone(now, c),
+            Input::ClientBacklog(c, bytes) => self.handle_client_backlog(now, c, bytes),
             Input::Connected(c) => self.handle_connected(now, c),
             Input::ConnectFailed(c, why) => self.handle_connect_failed(now, c, &why),
             Input::ConnectLocalError(c, why) => self.handle_connect_local_error(now, c, &why),
             Input::ConnData(c, d) => self.handle_conn_data(now, c, &d),
             Input::ConnClosed(c) => self.handle_conn_closed(now, c),
+            Input::ConnBacklog(c, bytes) => self.handle_conn_backlog(now, c, bytes),
             Input::DelayedList(entries) => self.handle_delayed_list(now, &entries),
+            Input::DelayedListFailed(why) => self.handle_delayed_list_failed(now, &why),
+            Input::DelayedListLocalError(why) => self.handle_delayed_list_local_error(now, &why),
             Input::DelayedRead(name, content) => {
                 let content = content.as_deref().map_err(String::as_str);
                 self.handle_delayed_read(now, &name, content)
@@ -298,6 +303,52 @@ impl Peer {
         self.drive(now);
     }
 
+    /// A reply was queued for `client` behind `unwritten` bytes its socket has not taken
+    /// yet (a runtime reports this only when a write did not complete at once). With
+    /// [`CLIENT_BACKLOG_LIMIT`] bytes or more waiting the client does not read its
+    /// replies: it is dropped ([`Output::AbortClient`], its replies discarded, its
+    /// requests not yet sent dropped as for [`Peer::handle_client_gone`]), and logged.
+    pub fn handle_client_backlog(&mut self, now: Instant, client: ClientId, unwritten: usize) {
+        if unwritten < CLIENT_BACKLOG_LIMIT || !self.clients.remove(client) {
+            return;
+        }
+        self.queue.remove_client(client);
+        self.outputs.push_back(Output::AbortClient { client });
+        self.log(
+            Severity::Warning,
+            format!(
+                "client {} does not read its replies ({unwritten} bytes waiting); dropped",
+                client.0
+            ),
+        );
+        self.drive(now);
+    }
+
+    /// Bytes were queued for `conn` behind `unwritten` bytes its socket has not taken yet
+    /// (reported only when a write did not complete at once). With
+    /// [`CONN_BACKLOG_LIMIT`] bytes or more waiting, lond does not read its requests: the
+    /// connection is closed at once, as lost.
+    pub fn handle_conn_backlog(&mut self, now: Instant, conn: ConnId, unwritten: usize) {
+        if unwritten < CONN_BACKLOG_LIMIT {
+            return;
+        }
+        let why = format!("lond does not read its requests ({unwritten} bytes waiting)");
+        match self.pool.get(conn).map(Conn::is_ready) {
+            Some(true) => self.drop_conn(conn, why, Duration::ZERO),
+            Some(false) => self.fail_opening(now, conn, why, Duration::ZERO),
+            None => return,
+        }
+        self.drive(now);
+    }
+
+    /// True while the connection `conn` asked for by [`Output::Connect`] is still awaited:
+    /// a stream that opens for it is to be set up and reported with
+    /// [`Peer::handle_connected`]; one the core gave up on (timed out, shut down) is
+    /// simply closed. A query, not an input: nothing changes.
+    pub fn awaits_connect(&self, conn: ConnId) -> bool {
+        self.pool.get(conn).is_some_and(Conn::is_connecting)
+    }
+
     /// The TCP connection `conn` asked for by [`Output::Connect`] is up.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
         let pong_delay = !self.settings.pong_delay.is_zero();
@@ -362,10 +413,13 @@ impl Peer {
     /// lond closed `conn`, or reading or writing it failed.
     pub fn handle_conn_closed(&mut self, now: Instant, conn: ConnId) {
         match self.pool.get(conn).map(Conn::is_ready) {
-            Some(true) => self.drop_conn(conn, "connection closed by lond".into()),
-            Some(false) => {
-                self.fail_opening(now, conn, "connection closed during the handshake".into())
-            }
+            Some(true) => self.drop_conn(conn, "connection closed by lond".into(), Duration::ZERO),
+            Some(false) => self.fail_opening(
+                now,
+                conn,
+                "connection closed during the handshake".into(),
+                Duration::ZERO,
+            ),
             None => {}
         }
         self.drive(now);
@@ -374,6 +428,22 @@ impl Peer {
     /// The entries of the delayed spool directory, answering [`Output::ListDelayed`].
     pub fn handle_delayed_list(&mut self, now: Instant, entries: &[DelayedEntry]) {
         self.flush.listed(entries, &self.peer_id, &mut self.outputs);
+        self.drive(now);
+    }
+
+    /// The delayed spool could not be listed (answering [`Output::ListDelayed`]): the round
+    /// ends, and is tried again at the next rescan. Logged CRITICAL once, until a listing
+    /// succeeds again.
+    pub fn handle_delayed_list_failed(&mut self, now: Instant, why: &str) {
+        self.flush.list_failed(Some(why), &mut self.outputs);
+        self.drive(now);
+    }
+
+    /// The delayed spool could not be listed for a shortage of this host's own (out of
+    /// file descriptors or memory): the round ends, and is tried again at the next rescan.
+    /// Nothing is logged for the peer: the runtime's daemon-wide alarm reports shortages.
+    pub fn handle_delayed_list_local_error(&mut self, now: Instant, _why: &str) {
+        self.flush.list_failed(None, &mut self.outputs);
         self.drive(now);
     }
 

@@ -1,5 +1,5 @@
 //! Fuzz target: a peer fed an arbitrary sequence of inputs (client bytes, lond bytes,
-//! connects, failures, closes, spool answers, time jumps, revive, shutdown) never panics,
+//! connects, failures, closes, unwritten backlogs, spool answers, time jumps, revive, shutdown) never panics,
 //! and its outputs only name connections it opened.
 #![no_main]
 
@@ -20,11 +20,15 @@ enum Op {
     ClientData(u8, Vec<u8>),
     ClientEof(u8),
     ClientGone(u8),
+    ClientBacklog(u8, u32),
     Connected(u8),
     ConnectFailed(u8),
     ConnectLocalError(u8),
     ConnData(u8, Vec<u8>),
     ConnClosed(u8),
+    ConnBacklog(u8, u32),
+    DelayedListFailed,
+    DelayedListLocalError,
     DelayedList(Vec<(String, u8, u64, i64)>),
     DelayedRead(String, Option<Vec<u8>>),
     DelayedDeleteFailed(String),
@@ -42,11 +46,15 @@ impl From<Op> for Input {
             Op::ClientData(c, d) => Input::ClientData(client(c), d),
             Op::ClientEof(c) => Input::ClientEof(client(c)),
             Op::ClientGone(c) => Input::ClientGone(client(c)),
+            Op::ClientBacklog(c, n) => Input::ClientBacklog(client(c), n as usize * 1024),
             Op::Connected(c) => Input::Connected(conn(c)),
             Op::ConnectFailed(c) => Input::ConnectFailed(conn(c), "fuzz".into()),
             Op::ConnectLocalError(c) => Input::ConnectLocalError(conn(c), "fuzz".into()),
             Op::ConnData(c, d) => Input::ConnData(conn(c), d),
             Op::ConnClosed(c) => Input::ConnClosed(conn(c)),
+            Op::ConnBacklog(c, n) => Input::ConnBacklog(conn(c), n as usize * 1024),
+            Op::DelayedListFailed => Input::DelayedListFailed("fuzz".into()),
+            Op::DelayedListLocalError => Input::DelayedListLocalError("fuzz".into()),
             Op::DelayedList(entries) => Input::DelayedList(
                 entries
                     .into_iter()

@@ -12,7 +12,7 @@ use lonc_host::supervisor::Supervisor;
 use smol::Executor;
 use smol::stream::StreamExt;
 
-use crate::driver::SmolPeers;
+use crate::peers::SmolPeers;
 
 /// Runs the smol daemon until TERM/INT; returns the exit code.
 pub fn run(args: &RunArgs) -> i32 {

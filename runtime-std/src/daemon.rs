@@ -9,7 +9,6 @@ use std::io;
 use std::os::unix::net::UnixListener;
 use std::sync::mpsc::{self, Sender};
 use std::thread;
-use std::time::Duration;
 
 use lonc_core::roster::PeerSpec;
 use lonc_host::cli::RunArgs;
@@ -18,7 +17,7 @@ use lonc_host::startup::prepare;
 use lonc_host::supervisor::{PeerContext, PeerSet, Supervisor};
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::driver::PeerHandle;
+use crate::handle::PeerHandle;
 
 /// The std peers: one [`PeerHandle`] (a thread) per peer.
 #[derive(Default)]
@@ -54,10 +53,10 @@ impl PeerSet for StdPeers {
         }
     }
 
-    fn stop(&mut self, ids: &[String], grace: Duration) {
+    fn stop(&mut self, ids: &[String]) {
         let mut stopping: Vec<PeerHandle> = ids.iter().filter_map(|id| self.0.remove(id)).collect();
         for h in &mut stopping {
-            h.begin_stop(grace);
+            h.begin_stop();
         }
         for h in &mut stopping {
             h.join();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lonc_core::config::LinkSettings;
 use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp, PermLogEntry};
-use lonc_core::io::{ClientId, ConnId, LogEvent, Output};
+use lonc_core::io::{ClientId, ConnId, Input, LogEvent, Output};
 use lonc_core::lond::{LondConfig, LondEvent, LondSession};
 use lonc_core::peer::Peer;
 
@@ -48,6 +48,12 @@ pub struct Script {
     pub babble: Option<usize>,
     /// Opening a connection fails with a local resource error (EMFILE) on this host.
     pub out_of_fds: bool,
+    /// Listing the delayed spool fails with this error.
+    pub list_fails: Option<String>,
+    /// lond reads nothing more of what lonc writes from now on: the bytes wait unwritten
+    /// in lonc's socket, and the world reports them as a runtime does
+    /// ([`lonc_core::io::Input::ConnBacklog`]).
+    pub lond_not_reading: bool,
 }
 
 impl Default for Script {
@@ -61,6 +67,8 @@ impl Default for Script {
             close_after_lines: None,
             babble: None,
             out_of_fds: false,
+            list_fails: None,
+            lond_not_reading: false,
         }
     }
 }
@@ -88,6 +96,8 @@ struct SimConn {
     /// lond hung on this connection: it reads nothing more, whatever the script says
     /// later (TCP never loses a line in the middle of a stream).
     hung: bool,
+    /// Bytes lonc wrote that lond has not read ([`Script::lond_not_reading`]).
+    unwritten: usize,
 }
 
 /// The world: a peer, its lond, its clients and its spool, on a virtual clock.
@@ -102,6 +112,13 @@ pub struct World {
     pub replies: BTreeMap<ClientId, Vec<Bytes>>,
     /// Clients the peer closed.
     pub closed: BTreeSet<ClientId>,
+    /// Clients the peer dropped at once ([`Output::AbortClient`]).
+    pub aborted: BTreeSet<ClientId>,
+    /// Clients that read none of their replies: the bytes wait unwritten, and the world
+    /// reports them as a runtime does ([`Input::ClientBacklog`]).
+    pub not_reading: BTreeMap<ClientId, usize>,
+    /// Every connection the peer closed, with how long it let it flush.
+    pub conn_closes: Vec<(ConnId, Duration)>,
     /// The delayed spool: file name -> content.
     pub spool: BTreeMap<String, Vec<u8>>,
     /// Spool entries that are not regular files (symlinks, directories, fifos): never
@@ -132,6 +149,8 @@ pub struct World {
     events: BTreeMap<(Instant, u64), Event>,
     seq: u64,
     next_client: u64,
+    /// What the world learned while carrying outputs out, fed after the drain.
+    later: Vec<Input>,
 }
 
 impl World {
@@ -144,6 +163,9 @@ impl World {
             script: Script::default(),
             replies: BTreeMap::new(),
             closed: BTreeSet::new(),
+            aborted: BTreeSet::new(),
+            not_reading: BTreeMap::new(),
+            conn_closes: Vec::new(),
             spool: BTreeMap::new(),
             spool_odd: BTreeMap::new(),
             undeletable: BTreeSet::new(),
@@ -161,6 +183,7 @@ impl World {
             events: BTreeMap::new(),
             seq: 0,
             next_client: 1,
+            later: Vec::new(),
         };
         // The peer's first outputs (in eager mode, its first connect) are carried out at
         // the first step, so a test can set the script before that.
@@ -339,13 +362,22 @@ impl World {
         self.drain();
     }
 
-    /// Carries out every output of the peer.
+    /// Carries out every output of the peer; then feeds what was learned meanwhile (bytes
+    /// left unwritten), one input per drain, as a runtime does.
     fn drain(&mut self) {
-        while let Some(out) = self.peer.poll_output() {
+        loop {
+            while let Some(out) = self.peer.poll_output() {
+                self.note_attempts();
+                self.carry_out(out);
+            }
             self.note_attempts();
-            self.carry_out(out);
+            if self.later.is_empty() {
+                return;
+            }
+            let input = self.later.remove(0);
+            self.trace(format!("runtime reports {input:?}"));
+            self.peer.handle(self.now, input);
         }
-        self.note_attempts();
     }
 
     /// Every input is followed by a drain, so a rise of the failed-attempt count is seen
@@ -393,6 +425,7 @@ impl World {
                         lines_seen: 0,
                         partial: Vec::new(),
                         hung: false,
+                        unwritten: 0,
                     },
                 );
                 self.schedule(self.now, Event::Connected(conn));
@@ -402,24 +435,41 @@ impl World {
                 }
             }
             Output::Transmit { conn, data } => self.send_to_lond(conn, &data),
-            Output::CloseConn { conn } => {
+            Output::CloseConn { conn, linger } => {
+                self.conn_closes.push((conn, linger));
                 if self.conns.remove(&conn).is_some() {
-                    self.trace(format!("lonc closed conn {}", conn.0));
+                    self.trace(format!("lonc closed conn {} (linger {linger:?})", conn.0));
                 }
             }
             Output::Reply { client, data } => {
                 self.trace(format!(
                     "reply to client {}: {:?}",
                     client.0,
-                    String::from_utf8_lossy(&data)
+                    String::from_utf8_lossy(&data[..data.len().min(80)])
                 ));
+                if let Some(unwritten) = self.not_reading.get_mut(&client) {
+                    let before = *unwritten;
+                    *unwritten += data.len();
+                    if before > 0 {
+                        self.later.push(Input::ClientBacklog(client, before));
+                    }
+                }
                 self.replies.entry(client).or_default().push(data);
+            }
+            Output::AbortClient { client } => {
+                self.trace(format!("abort client {}", client.0));
+                self.aborted.insert(client);
             }
             Output::CloseClient { client } => {
                 self.trace(format!("close client {}", client.0));
                 self.closed.insert(client);
             }
             Output::ListDelayed => {
+                if let Some(why) = self.script.list_fails.clone() {
+                    self.trace(format!("list delayed failed: {why}"));
+                    self.peer.handle_delayed_list_failed(self.now, &why);
+                    return;
+                }
                 let mut entries: Vec<DelayedEntry> = self
                     .spool
                     .iter()
@@ -482,6 +532,14 @@ impl World {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if script.lond_not_reading {
+            let before = c.unwritten;
+            c.unwritten += data.len();
+            if before > 0 {
+                self.later.push(Input::ConnBacklog(conn, before));
+            }
+            return;
+        }
         c.partial.extend_from_slice(data);
         while let Some(end) = c.partial.iter().position(|&b| b == b'\n') {
             let mut line: Vec<u8> = c.partial.drain(..=end).collect();

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use lonc_core::config::{ConnectMode, LinkSettings};
 use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp};
 use lonc_core::io::{ClientId, ConnId, Input};
+use lonc_core::limits::{CLIENT_BACKLOG_LIMIT, CONN_BACKLOG_LIMIT};
 use lonc_core::peer::{Peer, QUEUE_LIMIT};
 use lonc_tests::sim::World;
 use proptest::prelude::*;
@@ -257,6 +258,10 @@ fn raw() -> impl Strategy<Value = (u32, Input)> {
         conn().prop_map(|c| Input::ConnectFailed(c, "x".into())),
         (conn(), bytes()).prop_map(|(c, d)| Input::ConnData(c, d)),
         conn().prop_map(Input::ConnClosed),
+        (client(), 0usize..2).prop_map(|(c, n)| Input::ClientBacklog(c, n * CLIENT_BACKLOG_LIMIT)),
+        (conn(), 0usize..2).prop_map(|(c, n)| Input::ConnBacklog(c, n * CONN_BACKLOG_LIMIT)),
+        Just(Input::DelayedListFailed("Permission denied".into())),
+        Just(Input::DelayedListLocalError("Too many open files".into())),
         proptest::collection::vec(("[0-9]{1,2}\\.(peer|peer2|x)", 0u8..4, 0u64..3), 0..4).prop_map(
             |entries| {
                 Input::DelayedList(

@@ -10,6 +10,7 @@ use crate::clients::ReqId;
 use crate::config::ConnectMode;
 use crate::conn::Sent;
 use crate::io::{ClientId, ConnId, Output, Severity};
+use crate::limits::CLOSE_LINGER;
 use crate::line::chomp;
 use crate::queue::{Queued, QueuedKind};
 use crate::timer::Timer;
@@ -141,7 +142,7 @@ impl Peer {
                 };
                 for conn in self.pool.ids() {
                     self.pool.remove(conn);
-                    self.outputs.push_back(Output::CloseConn { conn });
+                    self.close_conn(conn, CLOSE_LINGER);
                 }
                 self.log(
                     Severity::Info,
@@ -229,7 +230,7 @@ impl Peer {
         self.flush.stop();
         for conn in self.pool.opening() {
             self.pool.remove(conn);
-            self.outputs.push_back(Output::CloseConn { conn });
+            self.close_conn(conn, CLOSE_LINGER);
         }
         if !self.pool.any_in_flight() {
             self.finish_stop();
@@ -249,7 +250,7 @@ impl Peer {
                     data: Bytes::from_static(b"exit\n"),
                 });
             }
-            self.outputs.push_back(Output::CloseConn { conn });
+            self.close_conn(conn, CLOSE_LINGER);
         }
         self.flush.abort();
         for client in self.clients.ids() {

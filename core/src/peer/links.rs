@@ -2,12 +2,13 @@
 //! connection lost or an attempt failed (and the backoff it starts), a connection idle
 //! too long; and when a delayed-spool round may start.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{CON_LOST, Life, Peer};
 use crate::config::ConnectMode;
 use crate::conn::{Conn, Event, Sent};
 use crate::io::{ConnId, LogEvent, Output, Severity};
+use crate::limits::CLOSE_LINGER;
 use crate::timer::Timer;
 
 impl Peer {
@@ -48,13 +49,13 @@ impl Peer {
             },
             Event::Garbled { sent, error } => {
                 self.answer_lost(sent);
-                self.drop_conn(conn, format!("protocol error: {error}"));
+                self.drop_conn(conn, format!("protocol error: {error}"), CLOSE_LINGER);
             }
-            Event::Lost(why) => self.drop_conn(conn, why),
-            Event::Failed(why) => self.fail_opening(now, conn, why),
+            Event::Lost(why) => self.drop_conn(conn, why, CLOSE_LINGER),
+            Event::Failed(why) => self.fail_opening(now, conn, why, CLOSE_LINGER),
             Event::ConnectTimedOut => {
                 let why = format!("connect to {}:{} timed out", self.host, self.port);
-                self.fail_opening(now, conn, why);
+                self.fail_opening(now, conn, why, CLOSE_LINGER);
             }
         }
     }
@@ -74,7 +75,7 @@ impl Peer {
                 format!("connection {} idle; closed", conn.0),
             );
             self.pool.remove(conn);
-            self.outputs.push_back(Output::CloseConn { conn });
+            self.close_conn(conn, CLOSE_LINGER);
         }
     }
 
@@ -93,23 +94,36 @@ impl Peer {
 
     /// Forgets a connection that was ready (it closed, timed out or broke the protocol and
     /// is no longer trusted): what was in flight on it is answered `con_lost`, a delayed
-    /// file in flight stays; `drive` opens a new connection at once.
-    pub(super) fn drop_conn(&mut self, conn: ConnId, why: String) {
+    /// file in flight stays; `drive` opens a new connection at once. Its socket may flush
+    /// for `linger`.
+    pub(super) fn drop_conn(&mut self, conn: ConnId, why: String, linger: Duration) {
         let Some(c) = self.pool.remove(conn) else {
             return;
         };
-        self.outputs.push_back(Output::CloseConn { conn });
+        self.close_conn(conn, linger);
         self.log(Severity::Warning, format!("connection {}: {why}", conn.0));
         for sent in c.into_unanswered() {
             self.answer_lost(sent);
         }
     }
 
-    /// A connection that was not ready yet failed: close it; a failed attempt.
-    pub(super) fn fail_opening(&mut self, now: Instant, conn: ConnId, why: String) {
+    /// A connection that was not ready yet failed: close it (its socket may flush for
+    /// `linger`); a failed attempt.
+    pub(super) fn fail_opening(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        why: String,
+        linger: Duration,
+    ) {
         self.pool.remove(conn);
-        self.outputs.push_back(Output::CloseConn { conn });
+        self.close_conn(conn, linger);
         self.attempt_failed(now, why);
+    }
+
+    /// Asks the runtime to close `conn`, letting it flush for `linger` at most.
+    pub(super) fn close_conn(&mut self, conn: ConnId, linger: Duration) {
+        self.outputs.push_back(Output::CloseConn { conn, linger });
     }
 
     /// What was in flight will not be answered.

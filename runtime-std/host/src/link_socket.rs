@@ -1,17 +1,20 @@
 //! Opening one TCP link to lond, for both runtimes ([`open_tcp`]): the socket is created
 //! first and its descriptor checked against the reserve kept for clients
 //! ([`crate::fd_reserve`]) before anything goes on the wire, so a link that would not fit
-//! is never half opened (lond sees nothing); then a connect bounded in time.
+//! is never half opened (lond sees nothing); then a connect bounded in time. The smol
+//! daemon uses the same first step ([`start_connect`]) and waits for the socket on its
+//! reactor instead of in `poll()`.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrStorage, connect, getsockopt, socket, sockopt,
+    AddressFamily, SockFlag, SockType, SockaddrStorage, connect, getsockopt, setsockopt, socket,
+    sockopt,
 };
 
 use crate::fd_reserve;
@@ -24,18 +27,10 @@ use crate::local_error::is_local_resource_error;
 /// ([`crate::fd_reserve`]) is not opened: that error, like running out of descriptors or
 /// memory, is a local resource error ([`is_local_resource_error`]).
 pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
+    let mut last = no_address(host);
     for addr in (host, port).to_socket_addrs()? {
         match connect_checked(&addr, timeout) {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let _ = nix::sys::socket::setsockopt(
-                    &stream,
-                    nix::sys::socket::sockopt::KeepAlive,
-                    &true,
-                );
-                return Ok(stream);
-            }
+            Ok(stream) => return Ok(stream),
             // Another address would meet the same shortage.
             Err(e) if is_local_resource_error(&e) => return Err(e),
             Err(e) => last = e,
@@ -44,9 +39,28 @@ pub fn open_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStrea
     Err(last)
 }
 
+/// The error for a host name that resolved to no address.
+pub fn no_address(host: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"))
+}
+
 /// Connects to `addr` within `timeout` (at least 1 ms) on a socket whose descriptor
-/// leaves the reserve free. The stream is blocking, close-on-exec.
+/// leaves the reserve free. The stream is blocking, close-on-exec, with keepalive and no
+/// Nagle delay.
 pub fn connect_checked(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let (stream, in_progress) = start_connect(addr)?;
+    if in_progress {
+        wait_connected(stream.as_fd(), timeout.max(Duration::from_millis(1)))?;
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Starts a connect to `addr` on a new non-blocking, close-on-exec socket with keepalive
+/// and no Nagle delay, whose descriptor leaves the reserve free (else a local resource
+/// error, and nothing went on the wire). True if the connect is still in progress: wait
+/// until the socket is writable, then ask [`connect_result`].
+pub fn start_connect(addr: &SocketAddr) -> io::Result<(TcpStream, bool)> {
     let family = if addr.is_ipv4() {
         AddressFamily::Inet
     } else {
@@ -59,39 +73,44 @@ pub fn connect_checked(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpSt
         None,
     )?;
     fd_reserve::check_link(fd.as_raw_fd())?;
-    match connect(fd.as_raw_fd(), &SockaddrStorage::from(*addr)) {
-        Ok(()) => {}
-        Err(Errno::EINPROGRESS) => wait_connected(&fd, timeout.max(Duration::from_millis(1)))?,
+    let _ = setsockopt(&fd, sockopt::KeepAlive, &true);
+    let _ = setsockopt(&fd, sockopt::TcpNoDelay, &true);
+    let in_progress = match connect(fd.as_raw_fd(), &SockaddrStorage::from(*addr)) {
+        Ok(()) => false,
+        Err(Errno::EINPROGRESS) => true,
         Err(e) => return Err(e.into()),
+    };
+    Ok((TcpStream::from(fd), in_progress))
+}
+
+/// How a connect started by [`start_connect`] ended, once its socket is writable.
+pub fn connect_result(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match getsockopt(&fd, sockopt::SocketError)? {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
     }
-    let stream = TcpStream::from(fd);
-    stream.set_nonblocking(false)?;
-    Ok(stream)
+}
+
+/// The error of a connect that did not finish in time.
+pub fn connect_timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connection timed out")
 }
 
 /// Waits for a non-blocking connect on `fd` to finish, `timeout` at most.
-fn wait_connected(fd: &OwnedFd, timeout: Duration) -> io::Result<()> {
+fn wait_connected(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection timed out",
-            ));
+            return Err(connect_timed_out());
         }
         // Rounded up, so the wait never ends just before the deadline.
         let ms = left.as_millis().saturating_add(1);
         let wait = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
         match poll(&mut fds, wait) {
             Ok(0) | Err(Errno::EINTR) => continue,
-            Ok(_) => {
-                return match getsockopt(fd, sockopt::SocketError)? {
-                    0 => Ok(()),
-                    errno => Err(io::Error::from_raw_os_error(errno)),
-                };
-            }
+            Ok(_) => return connect_result(fd),
             Err(e) => return Err(e.into()),
         }
     }

@@ -1,25 +1,29 @@
 //! The part of a peer's driver both runtimes share: the inputs a peer's thread or task
-//! receives, the table of its clients' and connections' write queues, and the carrying out
-//! of every core output that is only a write, a close or a bookkeeping step. What is left
-//! for a runtime ([`Action`]: connect, spool files, log lines) depends on how it waits;
-//! the spool steps themselves are here ([`spool_list`], [`spool_read`], [`spool_delete`]),
-//! and the connect is [`crate::link_socket::open_tcp`].
+//! receives ([`Input`]), the table of its clients' and connections' write queues, and the
+//! loop step that feeds the core one input, drains its outputs to the end and carries
+//! them out ([`PeerIo::step`]). What a runtime does differently (how it connects, starts
+//! a connection's reader and writer, does file work, and waits) is its [`Driver`].
+//!
+//! Nothing feeds the core during a drain: what is learned while carrying outputs out (a
+//! write queued behind unwritten bytes, an answer to a spool request) is kept and fed
+//! after the drain, one input at a time, each followed by its own drain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lonc_core::delayed::{DelayedEntry, PermLogEntry};
-use lonc_core::io::{ClientId, ConnId, LogEvent, Output, Severity};
+use lonc_core::io::{ClientId, ConnId, Input as PeerInput, Output};
+use lonc_core::limits::SHUTDOWN_GRACE;
 use lonc_core::peer::{Peer, PeerState};
 use lonc_core::roster::PeerSpec;
 
+use crate::chores::Chore;
 use crate::local_error::{alarm, is_local_resource_error};
 use crate::logfile::LogFiles;
-use crate::spool::Spool;
+
+pub use crate::writers::{Backlog, WriterGuard, Writers};
 
 /// How many inputs may wait for a peer's thread or task before readers wait
 /// (backpressure: at most this many read chunks are buffered per peer).
@@ -27,107 +31,95 @@ pub const INPUT_QUEUE: usize = 256;
 /// How much one read takes from a socket.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// The pause before `accept()` is tried again after a local resource error (out of file
+/// descriptors, say): the client waits in the listen queue meanwhile. Mechanics, not
+/// policy: nothing is decided by it.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// What reaches a peer's thread or task. `W` is a write queue ([`Outbox`]), `S` a freshly
 /// connected TCP stream.
 pub enum Input<W, S> {
     /// A client connected to the peer's socket; its replies go to this queue.
     ClientAccepted(ClientId, W),
-    /// Bytes from a client.
-    ClientData(ClientId, Vec<u8>),
-    /// A client closed its writing side.
-    ClientEof(ClientId),
-    /// A client's socket failed.
-    ClientGone(ClientId),
     /// A connect attempt succeeded.
     Connected(ConnId, S),
-    /// A connect attempt failed.
-    ConnectFailed(ConnId, String),
-    /// A connect attempt could not be made for a reason of this host's own (out of file
-    /// descriptors or memory, no thread): not the peer's failure. See [`connect_outcome`].
-    ConnectLocalError(ConnId, String),
-    /// Bytes from lond.
-    ConnData(ConnId, Vec<u8>),
-    /// lond closed, or the connection failed.
-    ConnClosed(ConnId),
-    /// USR1.
-    Revive,
-    /// TERM/INT or removal: stop with this grace period.
-    Shutdown(Duration),
+    /// Anything else: bytes, ends, failures, spool answers, USR1, stop.
+    Peer(PeerInput),
+}
+
+impl<W, S> Input<W, S> {
+    /// TERM/INT or removal: stop, giving requests in flight the core's grace
+    /// ([`SHUTDOWN_GRACE`]).
+    pub fn stop() -> Self {
+        Input::Peer(PeerInput::Shutdown(SHUTDOWN_GRACE))
+    }
 }
 
 /// A socket's write queue, drained in order by a writer thread or task that shuts the
 /// socket down once the queue is dropped.
 pub trait Outbox {
-    /// Queues bytes; false if the writer is gone or its [`Backlog`] is full.
-    fn push(&self, data: Bytes) -> bool;
+    /// Queues bytes after those queued before. Returns how many bytes were still waiting
+    /// unwritten before them (zero: the writer had caught up), or `None` if the writer is
+    /// gone (its failure was reported as an input).
+    fn push(&self, data: Bytes) -> Option<usize>;
     /// Shuts the socket down at once (its writer may be blocked on a peer that does not
     /// read).
     fn abort(&self);
+    /// Lets the writer flush what is queued for `linger` at most, then the socket is shut
+    /// down even if the other side never reads. Called just before the queue is dropped.
+    fn linger(&self, linger: Duration);
 }
 
-pub use crate::writers::{Backlog, MAX_BACKLOG, WriterGuard, Writers};
+/// What a runtime does for [`PeerIo`]. Each call may answer at once with an input for the
+/// core, which is fed after the drain; a later answer comes back as an [`Input`].
+pub trait Driver {
+    /// A socket's write queue.
+    type Outbox: Outbox;
+    /// A connected TCP stream.
+    type Stream;
+    /// Starts a connect attempt; its outcome comes back as an input
+    /// ([`connect_outcome`]).
+    fn connect(&mut self, dial: Dial) -> Option<PeerInput>;
+    /// Starts the reader and writer of a new connection: its write queue, or the input
+    /// that says why it could not be set up.
+    fn attach(&mut self, conn: ConnId, stream: Self::Stream) -> Result<Self::Outbox, PeerInput>;
+    /// Does file work (spool, logs), at once or later ([`crate::chores::carry_out`]).
+    fn chore(&mut self, chore: Chore) -> Option<PeerInput>;
+}
 
-/// How long a closed connection's writer may still take to flush (`exit`, say) to a lond
-/// that does not read.
-pub const CLOSE_FLUSH: Duration = Duration::from_secs(5);
-
-/// How long past the grace period a stopping peer's threads or tasks may take to end
-/// before the daemon stops without them (logging which peer did not stop).
-pub const STOP_SLACK: Duration = Duration::from_secs(3);
-
-/// The pause before `accept()` is tried again after a local resource error (out of file
-/// descriptors, say): the client waits in the listen queue meanwhile.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// A connect attempt the core asked for (`Output::Connect`), with the core's timeout.
+#[derive(Debug)]
+pub struct Dial {
+    /// The connection's id.
+    pub conn: ConnId,
+    /// hosts.tab's ip field: an address or a name.
+    pub host: String,
+    /// `londPort`.
+    pub port: u16,
+    /// `loncConnectTimeout`.
+    pub timeout: Duration,
+}
 
 /// The input for the outcome of a connect attempt: [`Input::Connected`], or for an error
-/// [`Input::ConnectLocalError`] when it is the daemon's own shortage
-/// ([`is_local_resource_error`], reported to the daemon-wide [`alarm`]), else
-/// [`Input::ConnectFailed`]. Both runtimes classify through this one function.
-pub fn connect_outcome<W>(
-    conn: ConnId,
-    result: io::Result<TcpStream>,
-    logs: &LogFiles,
-) -> Input<W, TcpStream> {
+/// `ConnectLocalError` when it is the daemon's own shortage ([`is_local_resource_error`],
+/// reported to the daemon-wide [`alarm`]), else `ConnectFailed`. Both runtimes classify
+/// through this one function.
+pub fn connect_outcome<W, S>(conn: ConnId, result: io::Result<S>, logs: &LogFiles) -> Input<W, S> {
     match result {
         Ok(stream) => Input::Connected(conn, stream),
         Err(e) if is_local_resource_error(&e) => {
             alarm().report(logs, "opening a link to lond", &e);
-            Input::ConnectLocalError(conn, e.to_string())
+            Input::Peer(PeerInput::ConnectLocalError(conn, e.to_string()))
         }
-        Err(e) => Input::ConnectFailed(conn, e.to_string()),
+        Err(e) => Input::Peer(PeerInput::ConnectFailed(conn, e.to_string())),
     }
 }
 
 /// The input for a connection whose thread could not be started while `doing`: a local
 /// resource error, reported to the daemon-wide [`alarm`].
-pub fn thread_failed<W, S>(
-    conn: ConnId,
-    doing: &str,
-    e: &io::Error,
-    logs: &LogFiles,
-) -> Input<W, S> {
+pub fn thread_failed(conn: ConnId, doing: &str, e: &io::Error, logs: &LogFiles) -> PeerInput {
     alarm().report_thread(logs, doing, e);
-    Input::ConnectLocalError(conn, format!("{doing}: {e}"))
-}
-
-/// Closes a TCP connection's socket, whatever its writer is doing.
-pub trait Closer {
-    /// Shuts both directions down at once.
-    fn close_now(&self);
-    /// Lets the writer flush what is queued, but makes sure the socket is closed within
-    /// [`CLOSE_FLUSH`] even if lond never reads.
-    fn close_soon(&self);
-}
-
-impl Closer for TcpStream {
-    fn close_now(&self) {
-        let _ = self.shutdown(Shutdown::Both);
-    }
-
-    fn close_soon(&self) {
-        // A write blocked longer than this fails, and the writer then shuts the socket.
-        let _ = self.set_write_timeout(Some(CLOSE_FLUSH));
-    }
+    PeerInput::ConnectLocalError(conn, format!("{doing}: {e}"))
 }
 
 /// What the peer thread shows the rest of the daemon (for the status file).
@@ -137,69 +129,18 @@ pub struct PeerSnapshot {
     pub state: PeerState,
 }
 
-/// An output the runtime carries out itself.
-#[derive(Debug)]
-pub enum Action {
-    /// Open a TCP connection (then send [`Input::Connected`] or [`Input::ConnectFailed`]).
-    Connect {
-        /// Its id.
-        conn: ConnId,
-        /// hosts.tab's ip field.
-        host: String,
-        /// londPort.
-        port: u16,
-    },
-    /// List the delayed spool, answer with `peer.handle_delayed_list`.
-    ListDelayed,
-    /// Read a delayed file, answer with `peer.handle_delayed_read`.
-    ReadDelayed(String),
-    /// Delete a delayed file.
-    DeleteDelayed(String),
-    /// Append to lonnet.perm.log.
-    PermLog(PermLogEntry),
-    /// Write to lonc.log.
-    Log(LogEvent),
-}
-
-/// The delayed spool's entries for `ListDelayed`; an unreadable spool is
-/// logged and taken as empty.
-pub fn spool_list(spool: &Spool, logs: &LogFiles, peer: &str) -> Vec<DelayedEntry> {
-    spool.list().unwrap_or_else(|e| {
-        if is_local_resource_error(&e) {
-            alarm().report(logs, "listing the delayed spool", &e);
-        } else {
-            let message = format!("cannot list the delayed spool: {e}");
-            logs.log(peer, Severity::Critical, &message);
-        }
-        Vec::new()
-    })
-}
-
-/// A delayed file's start for `ReadDelayed` (at most `max + 1` bytes), or why
-/// it cannot be read.
-pub fn spool_read(spool: &Spool, name: &str, max: usize) -> Result<Vec<u8>, String> {
-    spool.read_request(name, max).map_err(|e| e.to_string())
-}
-
-/// Deletes a delivered delayed file (`DeleteDelayed`); why it failed goes back to the
-/// core (`handle_delayed_delete_failed`), which decides what it means.
-pub fn spool_delete(spool: &Spool, name: &str) -> Result<(), String> {
-    spool.delete(name).map_err(|e| e.to_string())
-}
-
 /// A peer's state machine with the write queues of its clients and connections.
-pub struct PeerIo<W, C> {
-    /// The core state machine.
-    pub peer: Peer,
-    clients: BTreeMap<ClientId, W>,
-    /// `None` while connecting.
-    conns: BTreeMap<ConnId, Option<(W, C)>>,
+pub struct PeerIo<D: Driver> {
+    peer: Peer,
+    clients: BTreeMap<ClientId, D::Outbox>,
+    /// Connections whose reader and writer run.
+    conns: BTreeMap<ConnId, D::Outbox>,
+    /// Inputs learned during a drain, fed after it.
+    later: VecDeque<PeerInput>,
     snapshot: Arc<Mutex<PeerSnapshot>>,
-    /// A log line of this layer's own, returned before the next core output.
-    note: Option<Action>,
 }
 
-impl<W: Outbox, C: Closer> PeerIo<W, C> {
+impl<D: Driver> PeerIo<D> {
     /// A peer for `spec`, starting now with a random backoff seed; its state is
     /// published to the returned snapshot.
     pub fn start(spec: &PeerSpec, own_id: &str) -> (Self, Arc<Mutex<PeerSnapshot>>) {
@@ -212,11 +153,6 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
             rand::random(),
             Instant::now(),
         );
-        Self::new(peer)
-    }
-
-    /// Wraps a peer; its state is published to the returned snapshot.
-    pub fn new(peer: Peer) -> (Self, Arc<Mutex<PeerSnapshot>>) {
         let snapshot = Arc::new(Mutex::new(PeerSnapshot {
             state: peer.state(),
         }));
@@ -224,144 +160,138 @@ impl<W: Outbox, C: Closer> PeerIo<W, C> {
             peer,
             clients: BTreeMap::new(),
             conns: BTreeMap::new(),
+            later: VecDeque::new(),
             snapshot: snapshot.clone(),
-            note: None,
         };
         (io, snapshot)
     }
 
-    /// Feeds an input to the peer. For `Connected` of an attempt the core still waits for,
-    /// the stream comes back: set up its reader and writer and call [`PeerIo::attach`]
-    /// (or [`PeerIo::attach_failed`]); for an abandoned attempt it is dropped.
-    pub fn handle<S>(&mut self, now: Instant, input: Input<W, S>) -> Option<(ConnId, S)> {
+    /// When [`PeerIo::step`] must be called with no input, if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.peer.poll_timeout()
+    }
+
+    /// True once the peer has stopped: the driver's loop ends.
+    pub fn is_stopped(&self) -> bool {
+        self.peer.is_stopped()
+    }
+
+    /// One turn of the run loop: feeds `input` (`None`: the deadline passed) to the core,
+    /// then [`PeerIo::settle`]s.
+    pub fn step(&mut self, d: &mut D, input: Option<Input<D::Outbox, D::Stream>>) {
+        let now = Instant::now();
         match input {
-            Input::ClientAccepted(client, writer) => {
-                self.clients.insert(client, writer);
+            None => self.peer.handle_timeout(now),
+            Some(Input::ClientAccepted(client, w)) => {
+                self.clients.insert(client, w);
                 self.peer.handle_client_opened(now, client);
             }
-            Input::ClientData(client, data) => self.peer.handle_client_data(now, client, &data),
-            Input::ClientEof(client) => self.peer.handle_client_eof(now, client),
-            Input::ClientGone(client) => {
+            // An attempt the core gave up on: dropping the stream closes it.
+            Some(Input::Connected(conn, stream)) if self.peer.awaits_connect(conn) => {
+                match d.attach(conn, stream) {
+                    Ok(w) => {
+                        self.conns.insert(conn, w);
+                        self.peer.handle_connected(now, conn);
+                    }
+                    Err(why) => self.peer.handle(now, why),
+                }
+            }
+            Some(Input::Connected(..)) => {}
+            Some(Input::Peer(input)) => {
+                if let PeerInput::ClientGone(client) = &input {
+                    self.clients.remove(client);
+                }
+                self.peer.handle(now, input);
+            }
+        }
+        self.settle(d);
+    }
+
+    /// Drains the core's outputs to the end, carrying each out, then feeds what was
+    /// learned meanwhile, one input per drain, until nothing is left; publishes the
+    /// peer's state. Call it once before the first wait (the peer's first outputs).
+    pub fn settle(&mut self, d: &mut D) {
+        loop {
+            while let Some(out) = self.peer.poll_output() {
+                self.carry_out(d, out);
+            }
+            let Some(input) = self.later.pop_front() else {
+                break;
+            };
+            self.peer.handle(Instant::now(), input);
+        }
+        if let Ok(mut s) = self.snapshot.lock() {
+            s.state = self.peer.state();
+        }
+    }
+
+    /// Carries out one output: writes and closes here, the rest through the driver.
+    fn carry_out(&mut self, d: &mut D, out: Output) {
+        let answer = match out {
+            Output::Connect { conn, host, port } => {
+                let timeout = self.peer.settings().connect_timeout;
+                d.connect(Dial {
+                    conn,
+                    host,
+                    port,
+                    timeout,
+                })
+            }
+            Output::Transmit { conn, data } => {
+                match self.conns.get(&conn).and_then(|w| w.push(data)) {
+                    Some(unwritten @ 1..) => Some(PeerInput::ConnBacklog(conn, unwritten)),
+                    _ => None,
+                }
+            }
+            Output::CloseConn { conn, linger } => {
+                if let Some(w) = self.conns.remove(&conn) {
+                    close(&w, linger);
+                }
+                None
+            }
+            Output::Reply { client, data } => {
+                match self.clients.get(&client).and_then(|w| w.push(data)) {
+                    Some(unwritten @ 1..) => Some(PeerInput::ClientBacklog(client, unwritten)),
+                    _ => None,
+                }
+            }
+            // Dropping the queue lets the writer flush what was queued, then shut it.
+            Output::CloseClient { client } => {
                 self.clients.remove(&client);
-                self.peer.handle_client_gone(now, client);
+                None
             }
-            Input::Connected(conn, stream) => {
-                if matches!(self.conns.get(&conn), Some(None)) {
-                    return Some((conn, stream));
+            Output::AbortClient { client } => {
+                if let Some(w) = self.clients.remove(&client) {
+                    w.abort();
                 }
+                None
             }
-            Input::ConnectFailed(conn, why) => {
-                if self.conns.remove(&conn).is_some() {
-                    self.peer.handle_connect_failed(now, conn, &why);
-                }
+            Output::ListDelayed => d.chore(Chore::ListDelayed),
+            Output::ReadDelayed { name } => {
+                let max = self.peer.settings().max_request;
+                d.chore(Chore::ReadDelayed { name, max })
             }
-            Input::ConnectLocalError(conn, why) => self.attach_local_error(now, conn, &why),
-            Input::ConnData(conn, data) => self.peer.handle_conn_data(now, conn, &data),
-            Input::ConnClosed(conn) => self.conn_closed(now, conn),
-            Input::Revive => self.peer.revive(now),
-            Input::Shutdown(grace) => self.peer.shutdown(now, grace),
-        }
-        None
-    }
-
-    /// The connection's reader and writer run: the handshake starts.
-    pub fn attach(&mut self, now: Instant, conn: ConnId, writer: W, closer: C) {
-        self.conns.insert(conn, Some((writer, closer)));
-        self.peer.handle_connected(now, conn);
-    }
-
-    /// The connection could not be set up after all.
-    pub fn attach_failed(&mut self, now: Instant, conn: ConnId, why: &str) {
-        self.conns.remove(&conn);
-        self.peer.handle_connect_failed(now, conn, why);
-    }
-
-    /// The connection could not be set up for a reason of this host's own (see
-    /// [`Input::ConnectLocalError`]).
-    pub fn attach_local_error(&mut self, now: Instant, conn: ConnId, why: &str) {
-        if self.conns.remove(&conn).is_some() {
-            self.peer.handle_connect_local_error(now, conn, why);
-        }
-    }
-
-    fn conn_closed(&mut self, now: Instant, conn: ConnId) {
-        if let Some(Some((_, closer))) = self.conns.remove(&conn) {
-            closer.close_now();
-            self.peer.handle_conn_closed(now, conn);
-        }
-    }
-
-    /// The next output the runtime must carry out itself; writes, closes and client
-    /// bookkeeping are done here on the way. `None`: nothing more for now (the peer's
-    /// state is then published).
-    pub fn next_action(&mut self) -> Option<Action> {
-        if let Some(note) = self.note.take() {
-            return Some(note);
-        }
-        while let Some(out) = self.peer.poll_output() {
-            match out {
-                Output::Connect { conn, host, port } => {
-                    self.conns.insert(conn, None);
-                    return Some(Action::Connect { conn, host, port });
-                }
-                Output::Transmit { conn, data } => {
-                    if let Some(Some((writer, _))) = self.conns.get(&conn)
-                        && !writer.push(data)
-                    {
-                        self.conn_closed(Instant::now(), conn);
-                    }
-                }
-                // Dropping the writer flushes what was queued, then shuts the socket.
-                Output::CloseConn { conn } => {
-                    if let Some(Some((_, closer))) = self.conns.remove(&conn) {
-                        closer.close_soon();
-                    }
-                }
-                Output::Reply { client, data } => {
-                    if let Some(w) = self.clients.get(&client)
-                        && !w.push(data)
-                    {
-                        w.abort();
-                        self.clients.remove(&client);
-                        self.peer.handle_client_gone(Instant::now(), client);
-                        self.note = Some(Action::Log(LogEvent {
-                            severity: Severity::Warning,
-                            message: format!(
-                                "client {} does not read its replies ({MAX_BACKLOG} bytes waiting) or is gone; dropped",
-                                client.0
-                            ),
-                        }));
-                        return self.note.take();
-                    }
-                }
-                Output::CloseClient { client } => {
-                    self.clients.remove(&client);
-                }
-                Output::ListDelayed => return Some(Action::ListDelayed),
-                Output::ReadDelayed { name } => return Some(Action::ReadDelayed(name)),
-                Output::DeleteDelayed { name } => return Some(Action::DeleteDelayed(name)),
-                Output::PermLog(entry) => return Some(Action::PermLog(entry)),
-                Output::Log(event) => return Some(Action::Log(event)),
-            }
-        }
-        self.publish();
-        None
+            Output::DeleteDelayed { name } => d.chore(Chore::DeleteDelayed(name)),
+            Output::PermLog(entry) => d.chore(Chore::PermLog(entry)),
+            Output::Log(event) => d.chore(Chore::Log(event)),
+        };
+        self.later.extend(answer);
     }
 
     /// Closes every connection and drops every client queue (the peer has stopped).
     pub fn close_all(&mut self) {
-        for (_, io) in std::mem::take(&mut self.conns) {
-            if let Some((_, closer)) = io {
-                closer.close_now();
-            }
+        for w in std::mem::take(&mut self.conns).into_values() {
+            w.abort();
         }
         self.clients.clear();
-        self.publish();
     }
+}
 
-    fn publish(&self) {
-        if let Ok(mut s) = self.snapshot.lock() {
-            s.state = self.peer.state();
-        }
+/// Closes a connection's socket: at once, or after its writer flushed for `linger`.
+fn close<W: Outbox>(w: &W, linger: Duration) {
+    if linger.is_zero() {
+        w.abort();
+    } else {
+        w.linger(linger);
     }
 }

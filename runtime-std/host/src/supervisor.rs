@@ -3,15 +3,15 @@
 //! USR1 status file and revive). A socket that cannot be created fails the start; at a
 //! reload it is a CRITICAL line and the peer shows as `no-socket` in the status file. A
 //! runtime provides the running peers through [`PeerSet`]; how it waits for signals is
-//! its own business. It also owns binding a peer's socket ([`bind_socket`]), the status
-//! file's text ([`status_lines`]) and the [`GRACE`] given to requests in flight when peers
-//! stop.
+//! its own business. It also owns binding a peer's socket ([`bind_socket`]) and the status
+//! file's text ([`status_lines`]); the grace given to requests in flight when peers stop
+//! is the core's (`lonc_core::limits::SHUTDOWN_GRACE`).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use lonc_core::io::Severity;
 use lonc_core::roster::{self, PeerSpec};
@@ -26,9 +26,6 @@ use crate::socket::{Removed, bind_peer_socket, remove_peer_socket};
 use crate::spool::Spool;
 use crate::startup::Prepared;
 use crate::status::{PeerStatusLine, status_text, write_status};
-
-/// How long requests in flight may take to finish on TERM/INT, a reload or a removal.
-pub const GRACE: Duration = Duration::from_secs(5);
 
 /// What every peer of a daemon shares.
 #[derive(Clone)]
@@ -58,8 +55,9 @@ pub trait PeerSet {
     fn states(&self) -> Vec<(String, String)>;
     /// USR1: revive dead peers and rescan the delayed spool.
     fn revive_all(&mut self);
-    /// Stops these peers together (requests in flight get up to `grace`), and waits.
-    fn stop(&mut self, ids: &[String], grace: Duration);
+    /// Stops these peers together (requests in flight get up to the core's
+    /// `SHUTDOWN_GRACE`), and waits.
+    fn stop(&mut self, ids: &[String]);
 }
 
 /// The status-file state of a peer of hosts.tab whose socket could not be created at a
@@ -271,7 +269,7 @@ impl<P: PeerSet> Supervisor<P> {
     }
 
     fn stop_peers(&mut self, ids: &[String]) {
-        self.peers.stop(ids, GRACE);
+        self.peers.stop(ids);
         for id in ids {
             remove_peer_socket(&self.ctx.paths.socket(id));
         }

@@ -1,5 +1,5 @@
 //! The accounting between a socket's write queue and its writer thread or task, shared by
-//! both runtimes: how many bytes wait unwritten ([`Backlog`], bounded), and which writers
+//! both runtimes: how many bytes wait unwritten ([`Backlog`]), and which writers
 //! of a peer are still flushing ([`Writers`], waited for at shutdown). Its primitives come
 //! from the crate's `sync` facade, so `tests/loom.rs` can check every interleaving under
 //! `--cfg loom`.
@@ -8,31 +8,17 @@ use std::time::{Duration, Instant};
 
 use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering};
 
-/// The most bytes a client's replies may wait unwritten (one reply of any size is always
-/// taken while less than this waits). A client that does not read past this is dropped,
-/// so it can hold no more memory than this.
-pub const MAX_BACKLOG: usize = 16 * 1024 * 1024;
-
 /// Bytes queued for a writer and not yet written, shared by the queue and its writer.
+/// Only counted here: what too many means is the core's call
+/// (`lonc_core::limits::CLIENT_BACKLOG_LIMIT`), on what a driver reports.
 #[derive(Debug, Clone, Default)]
 pub struct Backlog(Arc<AtomicUsize>);
 
 impl Backlog {
-    /// Takes `n` more bytes, unless [`MAX_BACKLOG`] bytes already wait.
-    pub fn take(&self, n: usize) -> bool {
-        let mut now = self.0.load(Ordering::Acquire);
-        loop {
-            if now >= MAX_BACKLOG {
-                return false;
-            }
-            match self
-                .0
-                .compare_exchange_weak(now, now + n, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(seen) => now = seen,
-            }
-        }
+    /// Counts `n` more bytes queued; returns how many were waiting before them (zero:
+    /// the writer had caught up).
+    pub fn add(&self, n: usize) -> usize {
+        self.0.fetch_add(n, Ordering::AcqRel)
     }
 
     /// `n` bytes were written.
@@ -47,7 +33,8 @@ impl Backlog {
 }
 
 /// The writers of one peer that are still flushing: the daemon waits for them (up to
-/// [`crate::peer_io::CLOSE_FLUSH`]) before it exits, so replies finished in the grace period are written.
+/// `lonc_core::limits::CLOSE_LINGER`) before it exits, so replies finished in the grace
+/// period are written.
 #[derive(Debug, Clone, Default)]
 pub struct Writers(Arc<(Mutex<usize>, Condvar)>);
 

@@ -476,10 +476,7 @@ impl Peer {
                 self.start_flush();
             }
         }
-        // The grace timer is never disarmed: once stopped it is lazy, and a later call
-        // past it finishes again (closing clients that came after the stop), as it always
-        // did.
-        if self.timers.is_due(Timer::Grace, now) {
+        if self.timers.expire(Timer::Grace, now) {
             self.finish_stop();
         }
         self.drive(now);
@@ -496,7 +493,7 @@ impl Peer {
         }
         self.backoff.reset();
         self.timers.stop(Timer::Retry);
-        self.timers.set_lazy(Timer::Rescan, false);
+        self.arm_rescan(now);
         self.flush.retry_undeletable();
         if self.rescan_allowed() {
             self.start_flush();

@@ -3,9 +3,9 @@
 //! next deadline is the minimum of the table, so `poll_timeout` and `handle_timeout` read
 //! the same values. Per-connection deadlines live with each connection (`conn.rs`).
 //!
-//! A timer may be *lazy*: it keeps its deadline and still fires when the peer is woken
-//! anyway, but it does not wake the peer itself (a dead peer's rescan, the grace of a peer
-//! that has stopped).
+//! Every armed timer counts for `poll_timeout`, and a timer that should not fire is
+//! disarmed (a dead peer's rescan, the grace of a peer that has stopped): the two can never
+//! disagree.
 
 use std::time::Instant;
 
@@ -34,56 +34,41 @@ impl Timer {
     }
 }
 
-/// One entry of the table.
-#[derive(Debug, Clone, Copy)]
-struct Entry<T> {
-    at: Option<T>,
-    lazy: bool,
-}
-
 /// The deadlines of one peer; see the module docs. Generic over the time type only so
 /// that its tests need no clock.
 #[derive(Debug, Clone)]
 pub(crate) struct TimerTable<T = Instant> {
-    entries: [Entry<T>; Timer::COUNT],
+    entries: [Option<T>; Timer::COUNT],
 }
 
 impl<T: Copy> Default for TimerTable<T> {
     fn default() -> Self {
         TimerTable {
-            entries: [Entry {
-                at: None,
-                lazy: false,
-            }; Timer::COUNT],
+            entries: [None; Timer::COUNT],
         }
     }
 }
 
 impl<T: Copy + Ord> TimerTable<T> {
-    /// Arms `timer` for `at` (replacing its deadline); a lazy timer stays lazy.
+    /// Arms `timer` for `at` (replacing its deadline).
     pub(crate) fn set(&mut self, timer: Timer, at: T) {
-        self.entries[timer.index()].at = Some(at);
+        self.entries[timer.index()] = Some(at);
     }
 
     /// Disarms `timer`.
     pub(crate) fn stop(&mut self, timer: Timer) {
-        self.entries[timer.index()].at = None;
+        self.entries[timer.index()] = None;
     }
 
     /// True while `timer` is armed (even if its deadline has passed and it has not fired
     /// yet).
     pub(crate) fn is_armed(&self, timer: Timer) -> bool {
-        self.entries[timer.index()].at.is_some()
+        self.entries[timer.index()].is_some()
     }
 
-    /// Makes `timer` lazy (it fires only when the peer is woken anyway) or not.
-    pub(crate) fn set_lazy(&mut self, timer: Timer, lazy: bool) {
-        self.entries[timer.index()].lazy = lazy;
-    }
-
-    /// True if `timer` is armed and its deadline is not after `now` (lazy or not).
+    /// True if `timer` is armed and its deadline is not after `now`.
     pub(crate) fn is_due(&self, timer: Timer, now: T) -> bool {
-        self.entries[timer.index()].at.is_some_and(|at| at <= now)
+        self.entries[timer.index()].is_some_and(|at| at <= now)
     }
 
     /// If `timer` is due at `now`, disarms it and says so.
@@ -95,13 +80,9 @@ impl<T: Copy + Ord> TimerTable<T> {
         due
     }
 
-    /// The earliest deadline of the armed timers that are not lazy.
+    /// The earliest deadline of the armed timers.
     pub(crate) fn next_timeout(&self) -> Option<T> {
-        self.entries
-            .iter()
-            .filter(|e| !e.lazy)
-            .filter_map(|e| e.at)
-            .min()
+        self.entries.iter().flatten().min().copied()
     }
 }
 
@@ -128,18 +109,5 @@ mod tests {
         assert!(!table.expire(Timer::Grace, 0));
         assert!(table.expire(Timer::Grace, 1));
         assert!(!table.expire(Timer::Grace, 2));
-    }
-
-    #[test]
-    fn a_lazy_timer_fires_but_does_not_wake() {
-        let mut table = TimerTable::<u32>::default();
-        table.set(Timer::Rescan, 0);
-        table.set_lazy(Timer::Rescan, true);
-        assert_eq!(table.next_timeout(), None);
-        assert!(table.is_due(Timer::Rescan, 0));
-        table.set(Timer::Rescan, 1);
-        assert_eq!(table.next_timeout(), None, "set keeps it lazy");
-        table.set_lazy(Timer::Rescan, false);
-        assert_eq!(table.next_timeout(), Some(1));
     }
 }

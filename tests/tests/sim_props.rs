@@ -315,6 +315,14 @@ proptest! {
             if let Some(t) = peer.poll_timeout() {
                 prop_assert!(t >= start);
             }
+            // poll_timeout tells the whole truth: before its deadline a timeout does
+            // nothing and moves no deadline (no timer fires without waking the peer).
+            let next = peer.poll_timeout();
+            if next.is_none_or(|t| t > now) {
+                peer.handle_timeout(now);
+                prop_assert_eq!(peer.poll_output(), None);
+                prop_assert_eq!(peer.poll_timeout(), next);
+            }
         }
     }
 }

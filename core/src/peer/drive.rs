@@ -258,6 +258,6 @@ impl Peer {
         }
         self.life = Life::Stopped;
         self.timers.stop(Timer::Retry);
-        self.timers.set_lazy(Timer::Grace, true);
+        self.timers.stop(Timer::Grace);
     }
 }

@@ -21,7 +21,7 @@ impl Peer {
             Event::Ready { host_line_matched } => {
                 self.backoff.reset();
                 self.timers.stop(Timer::Retry);
-                self.timers.set_lazy(Timer::Rescan, false);
+                self.arm_rescan(now);
                 if !host_line_matched {
                     self.log(
                         Severity::Warning,
@@ -144,8 +144,8 @@ impl Peer {
             Some(wait) => self.timers.set(Timer::Retry, now + wait),
             None => {
                 self.timers.stop(Timer::Retry);
-                // A dead peer does not wake for its rescan.
-                self.timers.set_lazy(Timer::Rescan, true);
+                // A dead peer does not look at its spool until it is revived.
+                self.timers.stop(Timer::Rescan);
             }
         }
         self.outputs.push_back(Output::Log(event));
@@ -166,6 +166,15 @@ impl Peer {
             || (self.settings.connect_mode == ConnectMode::OnDemand
                 && self.pool.is_empty()
                 && !self.timers.is_armed(Timer::Retry))
+    }
+
+    /// Arms the rescan timer (`delayed_rescan` from `now`) if it is not armed: after a
+    /// dead peer comes back (USR1, or a link that came up), its spool is looked at again.
+    pub(super) fn arm_rescan(&mut self, now: Instant) {
+        if self.life == Life::Running && !self.timers.is_armed(Timer::Rescan) {
+            self.timers
+                .set(Timer::Rescan, now + self.settings.delayed_rescan);
+        }
     }
 
     /// Starts a delayed-spool round, unless shutting down.

@@ -3,18 +3,21 @@
 //! lock around it), with one timer re-armed from its deadline. This file says only what
 //! differs on smol: a connect is a task on the reactor ([`crate::connect`]), a
 //! connection's reader and writer are tasks, and file work (spool, logs) goes, in order,
-//! to the peer's chore task, which runs it through `smol::unblock` and sends the answers
-//! back as inputs. Nothing blocks an executor thread; every decision is the core's.
+//! to the peer's chore queue, which a worker task started on demand (and gone when the
+//! queue is empty, so an idle peer holds no task and no buffer for it) runs through
+//! `smol::unblock`, sending the answers back as inputs. Nothing blocks an executor
+//! thread; every decision is the core's.
 
+use std::collections::VecDeque;
 use std::net::TcpStream;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use lonc_core::io::{ConnId, Input as PeerInput};
 use lonc_host::chores::{self, Chore};
 use lonc_host::local_error::is_local_resource_error;
 use lonc_host::peer_io::{Dial, Driver, PeerIo, connect_outcome};
 use lonc_host::supervisor::PeerContext;
-use smol::channel::{self, Receiver, Sender};
+use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::{Async, Task, Timer};
 
@@ -23,31 +26,62 @@ use crate::streams::{Input, PeerRt, ReadEnd, SmolOutbox, read_loop, spawn_writer
 
 /// What the peer task does on smol, for the shared loop step.
 pub struct SmolDriver {
+    id: String,
     tx: Sender<Input>,
     rt: PeerRt,
-    chores: Sender<Chore>,
-    chore_task: Task<()>,
+    ctx: PeerContext,
+    chores: Arc<ChoreQueue>,
+    /// The last worker started; awaited when the peer stops (its last log lines).
+    worker: Option<Task<()>>,
+}
+
+/// A peer's file work not done yet, in order, and whether a worker is on it.
+#[derive(Default)]
+struct ChoreQueue {
+    state: Mutex<(VecDeque<Chore>, bool)>,
+}
+
+impl ChoreQueue {
+    /// Queues `chore`; true if no worker is running, so one must be started.
+    fn push(&self, chore: Chore) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0.push_back(chore);
+        let start = !state.1;
+        state.1 = true;
+        start
+    }
+
+    /// The next chore for the worker; `None` (and the worker counts as gone, its buffer
+    /// freed) once the queue is empty.
+    fn next(&self) -> Option<Chore> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let next = state.0.pop_front();
+        if next.is_none() {
+            state.1 = false;
+            state.0 = VecDeque::new();
+        }
+        next
+    }
 }
 
 impl SmolDriver {
     /// The driver of peer `id`, whose task takes its inputs from `tx`'s channel.
     pub fn new(id: String, tx: Sender<Input>, ctx: &PeerContext, rt: PeerRt) -> Self {
-        let (chores, todo) = channel::unbounded();
-        let chore_task = rt
-            .executor
-            .spawn(do_chores(id, todo, ctx.clone(), tx.clone()));
         SmolDriver {
+            id,
             tx,
             rt,
-            chores,
-            chore_task,
+            ctx: ctx.clone(),
+            chores: Arc::default(),
+            worker: None,
         }
     }
 }
 
-/// Does a peer's file work in order, off the executor; answers go back as inputs.
-async fn do_chores(id: String, todo: Receiver<Chore>, ctx: PeerContext, tx: Sender<Input>) {
-    while let Ok(chore) = todo.recv().await {
+/// Does a peer's queued file work in order, off the executor, until the queue is empty;
+/// answers go back as inputs.
+async fn do_chores(id: String, chores: Arc<ChoreQueue>, ctx: PeerContext, tx: Sender<Input>) {
+    while let Some(chore) = chores.next() {
         let (id, ctx) = (id.clone(), ctx.clone());
         let answer = smol::unblock(move || chores::carry_out(chore, &ctx.spool, &ctx.logs, &id));
         if let Some(input) = answer.await {
@@ -104,7 +138,18 @@ impl Driver for SmolDriver {
     }
 
     fn chore(&mut self, chore: Chore) -> Option<PeerInput> {
-        let _ = self.chores.try_send(chore);
+        if self.chores.push(chore) {
+            let work = do_chores(
+                self.id.clone(),
+                self.chores.clone(),
+                self.ctx.clone(),
+                self.tx.clone(),
+            );
+            // The previous worker has left its loop: letting it finish detached is safe.
+            if let Some(done) = self.worker.replace(self.rt.executor.spawn(work)) {
+                done.detach();
+            }
+        }
         None
     }
 }
@@ -131,9 +176,7 @@ pub async fn run(mut io: PeerIo<SmolDriver>, mut driver: SmolDriver, inputs: Rec
     io.close_all();
     // Answers to chores are not wanted any more: their sends fail at once.
     drop(inputs);
-    let SmolDriver {
-        chores, chore_task, ..
-    } = driver;
-    drop(chores);
-    chore_task.await;
+    if let Some(worker) = driver.worker.take() {
+        worker.await;
+    }
 }

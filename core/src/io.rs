@@ -157,14 +157,65 @@ pub enum Input {
     /// `handle_delayed_list_local_error`: the spool could not be listed for a shortage of
     /// this host's own.
     DelayedListLocalError(String),
-    /// `handle_delayed_read`: the content, or why it could not be read.
-    DelayedRead(String, Result<Vec<u8>, String>),
-    /// `handle_delayed_delete_failed`: the file and why it could not be deleted.
-    DelayedDeleteFailed(String, String),
+    /// `handle_delayed_read` (boxed: rare, and it would double the size of every input;
+    /// make it with [`Input::delayed_read`]).
+    DelayedRead(Box<DelayedRead>),
+    /// `handle_delayed_delete_failed` (boxed, as [`Input::DelayedRead`]; make it with
+    /// [`Input::delayed_delete_failed`]).
+    DelayedDeleteFailed(Box<DelayedDeleteFailed>),
     /// `handle_timeout`.
     Timeout,
     /// `revive` (USR1).
     Revive,
     /// `shutdown` with this grace period.
     Shutdown(Duration),
+}
+
+/// A delayed file's content as read, or why it could not be read: the answer to
+/// [`Output::ReadDelayed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayedRead {
+    /// The file name.
+    pub name: String,
+    /// Its start (see `Output::ReadDelayed`), or why it could not be read.
+    pub content: Result<Vec<u8>, String>,
+}
+
+/// A delivered delayed file that could not be deleted: the answer to a failed
+/// [`Output::DeleteDelayed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayedDeleteFailed {
+    /// The file name.
+    pub name: String,
+    /// Why the delete failed.
+    pub why: String,
+}
+
+impl Input {
+    /// [`Input::DelayedRead`] for file `name`.
+    pub fn delayed_read(name: String, content: Result<Vec<u8>, String>) -> Input {
+        Input::DelayedRead(Box::new(DelayedRead { name, content }))
+    }
+
+    /// [`Input::DelayedDeleteFailed`] for file `name`.
+    pub fn delayed_delete_failed(name: String, why: String) -> Input {
+        Input::DelayedDeleteFailed(Box::new(DelayedDeleteFailed { name, why }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every runtime keeps a bounded channel of inputs per peer, its slots allocated
+    /// up front: an input must stay small (the largest variant is a client's or a
+    /// connection's bytes: an id and a `Vec`).
+    #[test]
+    fn an_input_is_no_bigger_than_an_id_and_a_vec() {
+        assert!(
+            std::mem::size_of::<Input>() <= 40,
+            "{}",
+            std::mem::size_of::<Input>()
+        );
+    }
 }

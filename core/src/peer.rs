@@ -225,12 +225,12 @@ impl Peer {
             Input::DelayedList(entries) => self.handle_delayed_list(now, &entries),
             Input::DelayedListFailed(why) => self.handle_delayed_list_failed(now, &why),
             Input::DelayedListLocalError(why) => self.handle_delayed_list_local_error(now, &why),
-            Input::DelayedRead(name, content) => {
-                let content = content.as_deref().map_err(String::as_str);
-                self.handle_delayed_read(now, &name, content)
+            Input::DelayedRead(read) => {
+                let content = read.content.as_deref().map_err(String::as_str);
+                self.handle_delayed_read(now, &read.name, content)
             }
-            Input::DelayedDeleteFailed(name, why) => {
-                self.handle_delayed_delete_failed(now, &name, &why)
+            Input::DelayedDeleteFailed(failed) => {
+                self.handle_delayed_delete_failed(now, &failed.name, &failed.why)
             }
             Input::Timeout => self.handle_timeout(now),
             Input::Revive => self.revive(now),

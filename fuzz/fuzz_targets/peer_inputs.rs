@@ -68,9 +68,9 @@ impl From<Op> for Input {
                     })
                     .collect(),
             ),
-            Op::DelayedDeleteFailed(name) => Input::DelayedDeleteFailed(name, "fuzz".into()),
+            Op::DelayedDeleteFailed(name) => Input::delayed_delete_failed(name, "fuzz".into()),
             Op::DelayedRead(name, c) => {
-                Input::DelayedRead(name, c.ok_or_else(|| "unreadable".into()))
+                Input::delayed_read(name, c.ok_or_else(|| "unreadable".into()))
             }
             Op::Timeout => Input::Timeout,
             Op::Revive => Input::Revive,

@@ -198,7 +198,7 @@ pub async fn accept_loop(
             }
         });
         if tx
-            .send(Input::ClientAccepted(client, writer))
+            .send(Input::ClientAccepted(client, Box::new(writer)))
             .await
             .is_err()
         {

@@ -193,7 +193,11 @@ impl Acceptor {
                 return true;
             }
         };
-        if self.tx.send(Input::ClientAccepted(client, writer)).is_err() {
+        if self
+            .tx
+            .send(Input::ClientAccepted(client, Box::new(writer)))
+            .is_err()
+        {
             return false;
         }
         let tx = self.tx.clone();

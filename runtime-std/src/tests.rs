@@ -127,3 +127,11 @@ fn send_by_gives_up_on_a_full_queue() {
     assert!(matches!(rx.try_recv(), Ok(Input::Peer(PeerInput::Revive))));
     assert!(rx.try_recv().is_err(), "the second input was dropped");
 }
+
+/// A peer's channel has its slots allocated up front (`INPUT_QUEUE` of them): an input
+/// stays as small as the core's own (a client's outbox travels boxed).
+#[test]
+fn a_peer_input_is_small() {
+    let size = std::mem::size_of::<crate::streams::Input>();
+    assert!(size <= 48, "{size} bytes");
+}

@@ -279,10 +279,10 @@ fn raw() -> impl Strategy<Value = (u32, Input)> {
                 )
             }
         ),
-        "[0-9]{1,2}\\.peer".prop_map(|n| Input::DelayedDeleteFailed(n, "denied".into())),
+        "[0-9]{1,2}\\.peer".prop_map(|n| Input::delayed_delete_failed(n, "denied".into())),
         conn().prop_map(|c| Input::ConnectLocalError(c, "Too many open files".into())),
         ("[0-9]{1,2}\\.peer", proptest::option::of(bytes()))
-            .prop_map(|(n, c)| Input::DelayedRead(n, c.ok_or_else(|| "unreadable".into()))),
+            .prop_map(|(n, c)| Input::delayed_read(n, c.ok_or_else(|| "unreadable".into()))),
         Just(Input::Timeout),
         Just(Input::Revive),
         any::<u8>().prop_map(|g| Input::Shutdown(Duration::from_secs(g.into()))),

@@ -45,12 +45,12 @@ pub fn carry_out(chore: Chore, spool: &Spool, logs: &LogFiles, peer: &str) -> Op
         }),
         Chore::ReadDelayed { name, max } => {
             let content = spool.read_request(&name, max).map_err(|e| e.to_string());
-            Some(Input::DelayedRead(name, content))
+            Some(Input::delayed_read(name, content))
         }
         Chore::DeleteDelayed(name) => spool
             .delete(&name)
             .err()
-            .map(|e| Input::DelayedDeleteFailed(name, e.to_string())),
+            .map(|e| Input::delayed_delete_failed(name, e.to_string())),
         Chore::PermLog(entry) => {
             logs.perm_log(&entry);
             None

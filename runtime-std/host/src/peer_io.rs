@@ -39,8 +39,9 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// What reaches a peer's thread or task. `W` is a write queue ([`Outbox`]), `S` a freshly
 /// connected TCP stream.
 pub enum Input<W, S> {
-    /// A client connected to the peer's socket; its replies go to this queue.
-    ClientAccepted(ClientId, W),
+    /// A client connected to the peer's socket; its replies go to this queue (boxed: the
+    /// channel's slots are allocated up front, and this is the largest input).
+    ClientAccepted(ClientId, Box<W>),
     /// A connect attempt succeeded.
     Connected(ConnId, S),
     /// Anything else: bytes, ends, failures, spool answers, USR1, stop.
@@ -183,7 +184,7 @@ impl<D: Driver> PeerIo<D> {
         match input {
             None => self.peer.handle_timeout(now),
             Some(Input::ClientAccepted(client, w)) => {
-                self.clients.insert(client, w);
+                self.clients.insert(client, *w);
                 self.peer.handle_client_opened(now, client);
             }
             // An attempt the core gave up on: dropping the stream closes it.

@@ -48,7 +48,9 @@ impl Backoff {
     }
 
     /// A connect or handshake failed because of `why`. `serving`: another connection is
-    /// ready, so only the next extra connection waits. Returns how long to wait before the
+    /// ready, so only the next extra connection waits, and the failure does not count
+    /// toward `max_attempts` (the peer is reachable: only its own link's failures in a
+    /// row can make it dead, each after its backoff). Returns how long to wait before the
     /// next attempt (`None`: the peer is now dead) and the line for `lonc.log`.
     pub(crate) fn failed(
         &mut self,
@@ -56,12 +58,15 @@ impl Backoff {
         serving: bool,
         why: String,
     ) -> (Option<Duration>, LogEvent) {
-        self.attempts += 1;
         if serving {
             let wait = self.draw(settings);
-            let message = format!("{why}; extra connection retried in {}s", wait.as_secs());
+            let message = format!(
+                "{why}; extra connection retried in {:.1}s (another connection serves; not a failed attempt of the peer)",
+                wait.as_secs_f64()
+            );
             return (Some(wait), warning(message));
         }
+        self.attempts += 1;
         if self.attempts >= settings.max_attempts {
             self.dead = true;
             let message = format!(
@@ -177,6 +182,14 @@ mod tests {
             assert!(event.message.contains("extra connection"));
         }
         assert!(!b.is_dead());
+        assert_eq!(
+            b.attempts(),
+            0,
+            "an extra connection's failures are not the peer's"
+        );
+        let (wait, _) = b.failed(&s, false, "refused".into());
+        assert!(wait.is_some(), "the peer's own first failure backs off");
+        assert_eq!(b.attempts(), 1);
     }
 
     #[test]

@@ -469,6 +469,7 @@ impl Peer {
             self.conn_timeout(now, conn);
         }
         self.timers.expire(Timer::Retry, now);
+        self.timers.expire(Timer::ExtraRetry, now);
         if self.timers.is_due(Timer::Rescan, now) {
             self.timers
                 .set(Timer::Rescan, now + self.settings.delayed_rescan);
@@ -493,6 +494,7 @@ impl Peer {
         }
         self.backoff.reset();
         self.timers.stop(Timer::Retry);
+        self.timers.stop(Timer::ExtraRetry);
         self.arm_rescan(now);
         self.flush.retry_undeletable();
         if self.rescan_allowed() {

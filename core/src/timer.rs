@@ -15,6 +15,9 @@ pub(crate) enum Timer {
     /// The end of a backoff (or of the wait after a local resource error): while armed,
     /// no new connection is opened unless another one serves.
     Retry,
+    /// The end of the backoff after an extra connection failed while another served:
+    /// while armed, no extra connection is opened (the first one is not held back).
+    ExtraRetry,
     /// The next look at the delayed spool (`delayed_rescan`).
     Rescan,
     /// The end of the shutdown grace: what is still in flight gets `con_lost`.
@@ -23,13 +26,14 @@ pub(crate) enum Timer {
 
 impl Timer {
     /// How many timers there are.
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
 
     fn index(self) -> usize {
         match self {
             Timer::Retry => 0,
             Timer::Rescan => 1,
             Timer::Grace => 2,
+            Timer::ExtraRetry => 3,
         }
     }
 }

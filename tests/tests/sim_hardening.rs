@@ -253,3 +253,52 @@ fn on_demand_peer_with_undeletable_file_does_not_reconnect_for_it() {
     assert_eq!(received(&w, b"echo:once"), 1, "{}", w.trace.join("\n"));
     assert_eq!(w.connects.len(), 1, "{}", w.trace.join("\n"));
 }
+
+// ----- issue 9 item 4: failures of extra connections -----
+
+/// With two connections allowed and a lond that starts refusing, the extra connection's
+/// failures pile up while the main link serves; when the main link then drops, its
+/// reconnect is tried at once, and the peer goes dead only after `loncMaxAttempts`
+/// failures of its own with the backoff waited out between them.
+#[test]
+fn extra_connection_failures_never_kill_the_peer_without_backoff() {
+    let settings = LinkSettings {
+        max_connections: 2,
+        max_attempts: 3,
+        retry_min: secs(10),
+        retry_max: secs(20),
+        ..LinkSettings::default()
+    };
+    let mut w = ready_world(settings);
+    w.script.refuse = true;
+    // Keep the main link busy so that an extra connection is wanted, for two minutes.
+    for _ in 0..24 {
+        w.request(b"sleep:5000:busy");
+        w.request(b"echo:waiting");
+        w.run_for(secs(5));
+    }
+    assert!(
+        w.connects.len() >= 5,
+        "extra connections were tried: {}",
+        w.trace.join("\n")
+    );
+    assert_eq!(w.peer.state(), PeerState::Ready);
+    // The main link drops; lond still refuses.
+    let failures_before = w.failures.len();
+    let dropped_at = w.now;
+    w.request(b"close");
+    w.settle();
+    assert_ne!(w.peer.state(), PeerState::Dead, "{}", w.trace.join("\n"));
+    assert_eq!(w.peer.failed_attempts(), 1);
+    assert!(
+        w.connects.last().is_some_and(|t| *t == dropped_at),
+        "the main link is reconnected at once"
+    );
+    w.run_for(secs(3600));
+    assert_eq!(w.peer.state(), PeerState::Dead);
+    let own: Vec<_> = w.failures[failures_before..].to_vec();
+    assert_eq!(own.len(), 3, "{own:?}");
+    for pair in own.windows(2) {
+        assert!(pair[1] - pair[0] >= secs(10), "no backoff between {pair:?}");
+    }
+}

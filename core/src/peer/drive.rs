@@ -206,6 +206,7 @@ impl Peer {
         }
         // More connections only while requests wait, all ready ones are full, none is
         // opening, and no backoff gates it.
+        let retrying = retrying || self.timers.is_armed(Timer::ExtraRetry);
         if !self.queue.is_empty() && !retrying && self.pool.wants_another(&self.settings) {
             self.connect(now);
         }
@@ -258,6 +259,7 @@ impl Peer {
         }
         self.life = Life::Stopped;
         self.timers.stop(Timer::Retry);
+        self.timers.stop(Timer::ExtraRetry);
         self.timers.stop(Timer::Grace);
     }
 }

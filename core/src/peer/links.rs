@@ -141,6 +141,7 @@ impl Peer {
         let serving = self.pool.any_ready();
         let (wait, event) = self.backoff.failed(&self.settings, serving, why);
         match wait {
+            Some(wait) if serving => self.timers.set(Timer::ExtraRetry, now + wait),
             Some(wait) => self.timers.set(Timer::Retry, now + wait),
             None => {
                 self.timers.stop(Timer::Retry);

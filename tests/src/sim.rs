@@ -190,6 +190,20 @@ impl World {
         w
     }
 
+    /// A world with these settings (backoff seed 7) whose eager peer has completed its
+    /// handshake; panics with the trace if it did not.
+    pub fn ready(settings: LinkSettings) -> Self {
+        let mut w = World::new(Instant::now(), settings, 7);
+        w.settle();
+        assert_eq!(
+            w.peer.state(),
+            lonc_core::peer::PeerState::Ready,
+            "{}",
+            w.trace.join("\n")
+        );
+        w
+    }
+
     /// Seconds since the world began.
     pub fn elapsed(&self) -> Duration {
         self.now - self.start

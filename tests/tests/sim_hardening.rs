@@ -19,13 +19,6 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn ready_world(settings: LinkSettings) -> World {
-    let mut w = World::new(Instant::now(), settings, 7);
-    w.settle();
-    assert_eq!(w.peer.state(), PeerState::Ready, "{}", w.trace.join("\n"));
-    w
-}
-
 /// How often lond received `request`.
 fn received(w: &World, request: &[u8]) -> usize {
     w.lond_requests.iter().filter(|(r, _)| r == request).count()
@@ -43,7 +36,7 @@ fn logged(w: &World, severity: Severity, what: &str) -> usize {
 
 #[test]
 fn spool_file_without_lf_is_never_sent_cut() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     w.spool.insert("zz.msul1".into(), b"echo:par".to_vec());
     w.revive();
     w.settle();
@@ -62,7 +55,7 @@ fn spool_file_without_lf_is_never_sent_cut() {
 
 #[test]
 fn spool_file_without_lf_for_rounds_is_critical_once_and_kept() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     w.spool
         .insert("1.stuck.msul1".into(), b"echo:never ends".to_vec());
     w.spool
@@ -85,7 +78,7 @@ fn spool_file_without_lf_for_rounds_is_critical_once_and_kept() {
 
 #[test]
 fn spool_entry_not_a_regular_file_is_logged_once_and_never_read() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     w.spool_odd
         .insert("1.link.msul1".into(), EntryKind::Symlink);
     w.spool_odd
@@ -184,7 +177,7 @@ fn fd_exhaustion_is_not_a_peer_failure() {
 
 #[test]
 fn abandoned_requests_are_not_sent() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     let first = w.request(b"sleep:1000:first");
     let abandoned: Vec<_> = (0..10).map(|_| w.request(b"sleep:1000:secret")).collect();
     for c in abandoned {
@@ -214,7 +207,7 @@ fn undeletable_spool_file_is_not_sent_again_until_it_changes_or_usr1() {
         delayed_rescan: secs(1),
         ..LinkSettings::default()
     };
-    let mut w = ready_world(settings);
+    let mut w = World::ready(settings);
     w.spool
         .insert("1.stuck.msul1".into(), b"echo:once\n".to_vec());
     w.undeletable.insert("1.stuck.msul1".into());
@@ -269,7 +262,7 @@ fn extra_connection_failures_never_kill_the_peer_without_backoff() {
         retry_max: secs(20),
         ..LinkSettings::default()
     };
-    let mut w = ready_world(settings);
+    let mut w = World::ready(settings);
     w.script.refuse = true;
     // Keep the main link busy so that an extra connection is wanted, for two minutes.
     for _ in 0..24 {

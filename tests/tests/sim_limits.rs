@@ -16,13 +16,6 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn ready_world(settings: LinkSettings) -> World {
-    let mut w = World::new(Instant::now(), settings, 7);
-    w.settle();
-    assert_eq!(w.peer.state(), PeerState::Ready, "{}", w.trace.join("\n"));
-    w
-}
-
 fn logged(w: &World, severity: Severity, text: &str) -> usize {
     let hits = w.log.iter().filter(|e| e.message.contains(text));
     hits.filter(|e| e.severity == severity).count()
@@ -30,7 +23,7 @@ fn logged(w: &World, severity: Severity, text: &str) -> usize {
 
 #[test]
 fn a_client_that_does_not_read_is_dropped_at_the_backlog_limit() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     let greedy = w.new_client();
     w.not_reading.insert(greedy, 0);
     let reply = CLIENT_BACKLOG_LIMIT / 4;
@@ -58,7 +51,7 @@ fn a_client_that_does_not_read_is_dropped_at_the_backlog_limit() {
 
 #[test]
 fn a_client_behind_less_than_the_limit_is_kept() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     let slow = w.new_client();
     w.not_reading.insert(slow, 0);
     w.client_send(slow, "echo:a\necho:b\necho:c\n".as_bytes());
@@ -74,7 +67,7 @@ fn a_lond_that_does_not_read_loses_its_connection_for_that_reason() {
         max_request: 2 * CONN_BACKLOG_LIMIT,
         ..LinkSettings::default()
     };
-    let mut w = ready_world(settings);
+    let mut w = World::ready(settings);
     w.script.lond_not_reading = true;
     let big = format!("echo:{}", "x".repeat(CONN_BACKLOG_LIMIT));
     let a = w.request(big.as_bytes());
@@ -101,7 +94,7 @@ fn a_lond_that_does_not_read_loses_its_connection_for_that_reason() {
 
 #[test]
 fn a_closing_connection_may_flush_unless_lond_is_gone() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     let c = w.request(b"close_connection_exit");
     w.settle();
     assert!(w.closed.contains(&c));
@@ -114,7 +107,7 @@ fn a_closing_connection_may_flush_unless_lond_is_gone() {
 
 #[test]
 fn shutdown_grace_is_the_cores_and_exit_may_flush() {
-    let mut w = ready_world(LinkSettings::default());
+    let mut w = World::ready(LinkSettings::default());
     let slow = w.request(b"silent");
     w.settle();
     w.peer.shutdown(w.now, SHUTDOWN_GRACE);

@@ -22,7 +22,7 @@ use smol::future::FutureExt;
 use smol::{Async, Task, Timer};
 
 use crate::connect::open_tcp;
-use crate::streams::{Input, PeerRt, ReadEnd, SmolOutbox, read_loop, spawn_writer};
+use crate::streams::{Input, PeerRt, SmolOutbox, read_loop, spawn_writer};
 
 /// What the peer task does on smol, for the shared loop step.
 pub struct SmolDriver {
@@ -129,8 +129,8 @@ impl Driver for SmolDriver {
                 }
             })
             .await;
-            if !matches!(end, ReadEnd::Dropped) {
-                let _ = tx.send(Input::Peer(PeerInput::ConnClosed(conn))).await;
+            if let Some(closed) = end.conn_input(conn) {
+                let _ = tx.send(Input::Peer(closed)).await;
             }
         };
         self.rt.executor.spawn(reader).detach();

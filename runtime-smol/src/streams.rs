@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lonc_core::io::{ClientId, Input as PeerInput};
-use lonc_host::hangup;
-use lonc_host::local_error::{alarm, is_local_resource_error};
+use lonc_host::hangup::{self, ReadEnd};
+use lonc_host::local_error::alarm;
 use lonc_host::logfile::LogFiles;
-use lonc_host::peer_io::{self, ACCEPT_PAUSE, Backlog, Outbox, READ_CHUNK, Writers};
+use lonc_host::peer_io::{self, Backlog, Outbox, READ_CHUNK, Writers, after_accept_error};
 use lonc_host::socket_ops::SocketOps;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -125,16 +125,6 @@ impl<T: SocketOps> SocketOps for Shared<T> {
     }
 }
 
-/// How a read loop ended.
-pub enum ReadEnd {
-    /// End of file.
-    Eof,
-    /// A read error.
-    Failed,
-    /// The receiver of the data is gone.
-    Dropped,
-}
-
 /// Reads a stream in chunks until EOF, an error, or `data` returning false.
 pub async fn read_loop<T, F, Fut>(stream: &Async<T>, mut data: F) -> ReadEnd
 where
@@ -176,16 +166,14 @@ pub async fn accept_loop(
         let Some(accepted) = accepted else { return };
         let stream = match accepted {
             Ok((stream, _)) => stream,
-            Err(e) if is_local_resource_error(&e) => {
-                // The client waits in the listen queue until a descriptor frees.
-                let logs = rt.logs.clone();
-                smol::unblock(move || alarm().report(&logs, "accepting a client", &e)).await;
-                Timer::after(ACCEPT_PAUSE).await;
-                continue;
-            }
-            Err(_) => {
-                // A client that went away before it was accepted, and the like.
-                Timer::after(Duration::from_millis(20)).await;
+            Err(e) => {
+                // A shortage: the client waits in the listen queue meanwhile.
+                let (pause, shortage) = after_accept_error(&e);
+                if shortage {
+                    let logs = rt.logs.clone();
+                    smol::unblock(move || alarm().report(&logs, "accepting a client", &e)).await;
+                }
+                Timer::after(pause).await;
                 continue;
             }
         };
@@ -221,26 +209,19 @@ async fn read_client(client: ClientId, stream: Arc<Async<UnixStream>>, tx: Sende
     };
     let end = read_loop(&stream, |data| send(PeerInput::ClientData(client, data))).await;
     let gone = |s: &Async<UnixStream>| hangup::closed_both(s.get_ref().as_fd());
-    match end {
-        ReadEnd::Dropped => {}
-        ReadEnd::Failed => {
+    let Some(input) = end.client_input(client, || gone(&stream)) else {
+        return;
+    };
+    let half_closed = matches!(input, PeerInput::ClientEof(_));
+    if !send(input).await || !half_closed {
+        return;
+    }
+    loop {
+        Timer::after(HALF_CLOSED_POLL).await;
+        if gone(&stream) {
+            // Unknown to the peer by now if its replies were all written.
             send(PeerInput::ClientGone(client)).await;
-        }
-        ReadEnd::Eof if gone(&stream) => {
-            send(PeerInput::ClientGone(client)).await;
-        }
-        ReadEnd::Eof => {
-            if !send(PeerInput::ClientEof(client)).await {
-                return;
-            }
-            loop {
-                Timer::after(HALF_CLOSED_POLL).await;
-                if gone(&stream) {
-                    // Unknown to the peer by now if its replies were all written.
-                    send(PeerInput::ClientGone(client)).await;
-                    return;
-                }
-            }
+            return;
         }
     }
 }

@@ -17,7 +17,7 @@ use lonc_host::link_socket::open_tcp;
 use lonc_host::peer_io::{self, Dial, Driver, Outbox, PeerIo, Writers, connect_outcome};
 use lonc_host::supervisor::PeerContext;
 
-use crate::streams::{Input, ReadEnd, StdOutbox, read_loop, spawn_writer};
+use crate::streams::{Input, StdOutbox, read_loop, spawn_writer};
 
 /// What the peer thread does on threads, for the shared loop step.
 pub struct StdDriver {
@@ -70,7 +70,7 @@ impl Driver for StdDriver {
                     tx.send(Input::Peer(PeerInput::ConnData(conn, data)))
                         .is_ok()
                 });
-                if !matches!(end, ReadEnd::Dropped) {
+                if end.conn_input(conn).is_some() {
                     closed(&tx);
                 }
             });

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lonc_core::io::{ClientId, Input as PeerInput};
-use lonc_host::hangup;
-use lonc_host::local_error::{alarm, is_local_resource_error};
+use lonc_host::hangup::{self, ReadEnd};
+use lonc_host::local_error::alarm;
 use lonc_host::logfile::LogFiles;
-use lonc_host::peer_io::{self, ACCEPT_PAUSE, Backlog, Outbox, READ_CHUNK, Writers};
+use lonc_host::peer_io::{self, Backlog, Outbox, READ_CHUNK, Writers, after_accept_error};
 use lonc_host::socket_ops::SocketOps;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -52,16 +52,6 @@ impl Outbox for StdOutbox {
     fn linger(&self, linger: Duration) {
         self.socket.write_timeout(linger);
     }
-}
-
-/// How a read loop ended.
-pub enum ReadEnd {
-    /// End of file.
-    Eof,
-    /// A read error.
-    Failed,
-    /// The receiver of the data is gone.
-    Dropped,
 }
 
 /// Reads a stream in chunks until EOF, an error, or `data` returning false (the peer is
@@ -146,23 +136,13 @@ impl Acceptor {
             }
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) if is_local_resource_error(&e) => {
-                    // The client waits in the listen queue until a descriptor frees.
-                    alarm().report(&self.logs, "accepting a client", &e);
-                    thread::sleep(ACCEPT_PAUSE);
-                    continue;
-                }
-                Err(_) => {
-                    // A client that went away before it was accepted, and the like.
-                    thread::sleep(Duration::from_millis(20));
+                Err(e) => {
+                    // A shortage: the client waits in the listen queue meanwhile.
+                    let (pause, shortage) = after_accept_error(&e);
+                    if shortage {
+                        alarm().report(&self.logs, "accepting a client", &e);
+                    }
+                    thread::sleep(pause);
                     continue;
                 }
             };
@@ -231,19 +211,13 @@ fn wait_readable(fd: BorrowedFd<'_>) {
 fn read_client(client: ClientId, stream: &UnixStream, tx: &SyncSender<Input>) {
     let send = |input| tx.send(Input::Peer(input)).is_ok();
     let end = read_loop(stream, |data| send(PeerInput::ClientData(client, data)));
-    match end {
-        ReadEnd::Dropped => {}
-        ReadEnd::Failed => {
-            send(PeerInput::ClientGone(client));
-        }
-        ReadEnd::Eof if hangup::closed_both(stream.as_fd()) => {
-            send(PeerInput::ClientGone(client));
-        }
-        ReadEnd::Eof => {
-            if send(PeerInput::ClientEof(client)) && hangup::wait_closed_both(stream.as_fd()) {
-                // Unknown to the peer by now if its replies were all written.
-                send(PeerInput::ClientGone(client));
-            }
-        }
+    let closed_both = || hangup::closed_both(stream.as_fd());
+    let Some(input) = end.client_input(client, closed_both) else {
+        return;
+    };
+    let half_closed = matches!(input, PeerInput::ClientEof(_));
+    if send(input) && half_closed && hangup::wait_closed_both(stream.as_fd()) {
+        // Unknown to the peer by now if its replies were all written.
+        send(PeerInput::ClientGone(client));
     }
 }

@@ -10,8 +10,47 @@
 
 use std::os::fd::BorrowedFd;
 
+use lonc_core::io::{ClientId, ConnId, Input};
+
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// How a socket's read loop ended, in either runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// End of file.
+    Eof,
+    /// A read error.
+    Failed,
+    /// The receiver of the data (the peer's thread or task) is gone.
+    Dropped,
+}
+
+impl ReadEnd {
+    /// What the end of a client's reader tells its peer: nothing if the peer is gone;
+    /// `ClientGone` after a read error or when the client closed both directions
+    /// (`closed_both` is asked only at end of file), so its requests not yet sent are
+    /// dropped; else `ClientEof` (a half-close: its replies are still owed, and the
+    /// runtime then watches for the later close, [`wait_closed_both`]).
+    pub fn client_input(
+        self,
+        client: ClientId,
+        closed_both: impl FnOnce() -> bool,
+    ) -> Option<Input> {
+        match self {
+            ReadEnd::Dropped => None,
+            ReadEnd::Failed => Some(Input::ClientGone(client)),
+            ReadEnd::Eof if closed_both() => Some(Input::ClientGone(client)),
+            ReadEnd::Eof => Some(Input::ClientEof(client)),
+        }
+    }
+
+    /// What the end of a connection's reader tells its peer: `ConnClosed`, unless the
+    /// peer is gone.
+    pub fn conn_input(self, conn: ConnId) -> Option<Input> {
+        (self != ReadEnd::Dropped).then_some(Input::ConnClosed(conn))
+    }
+}
 
 /// The events that mean nothing can be written to the socket any more.
 fn hung_up(revents: PollFlags) -> bool {
@@ -65,6 +104,32 @@ mod tests {
     fn at_eof(s: &mut UnixStream) -> bool {
         let mut buf = [0u8; 16];
         matches!(s.read(&mut buf), Ok(0))
+    }
+
+    #[test]
+    fn what_a_reader_s_end_tells_the_peer() {
+        let c = ClientId(3);
+        let never = || -> bool { panic!("asked only at end of file") };
+        assert_eq!(ReadEnd::Dropped.client_input(c, never), None);
+        assert_eq!(
+            ReadEnd::Failed.client_input(c, never),
+            Some(Input::ClientGone(c))
+        );
+        assert_eq!(
+            ReadEnd::Eof.client_input(c, || true),
+            Some(Input::ClientGone(c))
+        );
+        assert_eq!(
+            ReadEnd::Eof.client_input(c, || false),
+            Some(Input::ClientEof(c))
+        );
+        let conn = ConnId(1);
+        assert_eq!(ReadEnd::Dropped.conn_input(conn), None);
+        assert_eq!(ReadEnd::Eof.conn_input(conn), Some(Input::ConnClosed(conn)));
+        assert_eq!(
+            ReadEnd::Failed.conn_input(conn),
+            Some(Input::ConnClosed(conn))
+        );
     }
 
     #[test]

@@ -36,6 +36,27 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// policy: nothing is decided by it.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// The pause before `accept()` is tried again after any other error (a client that went
+/// away before it was accepted, and the like). Mechanics, as [`ACCEPT_PAUSE`].
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+
+/// What a runtime does after `accept()` failed with `e`: how long to pause before it
+/// accepts again (zero: at once, for `WouldBlock` and `Interrupted`), and whether the
+/// error is a shortage of the host's own that the daemon-wide alarm must hear of
+/// ([`crate::local_error::alarm`]).
+pub fn after_accept_error(e: &io::Error) -> (Duration, bool) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    ) {
+        (Duration::ZERO, false)
+    } else if crate::local_error::is_local_resource_error(e) {
+        (ACCEPT_PAUSE, true)
+    } else {
+        (ACCEPT_RETRY, false)
+    }
+}
+
 /// What reaches a peer's thread or task. `W` is a write queue ([`Outbox`]), `S` a freshly
 /// connected TCP stream.
 pub enum Input<W, S> {
@@ -294,5 +315,27 @@ fn close<W: Outbox>(w: &W, linger: Duration) {
         w.abort();
     } else {
         w.linger(linger);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_an_accept_error_the_pause_fits_the_cause() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(
+            after_accept_error(&Error::from(ErrorKind::WouldBlock)),
+            (Duration::ZERO, false)
+        );
+        assert_eq!(
+            after_accept_error(&Error::from_raw_os_error(nix::libc::EMFILE)),
+            (ACCEPT_PAUSE, true)
+        );
+        assert_eq!(
+            after_accept_error(&Error::from_raw_os_error(nix::libc::ECONNABORTED)),
+            (ACCEPT_RETRY, false)
+        );
     }
 }

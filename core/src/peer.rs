@@ -383,7 +383,7 @@ impl Peer {
     /// Logged once until a connection opens again.
     pub fn handle_connect_local_error(&mut self, now: Instant, conn: ConnId, reason: &str) {
         if self.pool.remove(conn).is_some() {
-            self.timers.set(Timer::Retry, now + LOCAL_ERROR_RETRY);
+            self.timers.set(self.retry_timer(), now + LOCAL_ERROR_RETRY);
             if let Some(event) = self.backoff.local_error(&self.host, self.port, reason) {
                 self.outputs.push_back(Output::Log(event));
             }

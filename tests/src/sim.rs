@@ -243,6 +243,15 @@ impl World {
         self.drain();
     }
 
+    /// lond closes every connection it has now (a crash of the peer's lond processes).
+    pub fn lond_closes_all(&mut self) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.schedule(self.now, Event::LondClose(conn));
+        }
+        self.settle();
+    }
+
     /// USR1.
     pub fn revive(&mut self) {
         self.revivals.push(self.now);

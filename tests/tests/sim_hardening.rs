@@ -295,3 +295,30 @@ fn extra_connection_failures_never_kill_the_peer_without_backoff() {
         assert!(pair[1] - pair[0] >= secs(10), "no backoff between {pair:?}");
     }
 }
+
+/// A local resource error while another connection serves holds back only the extra
+/// connection, like a failed extra attempt: the main link, if it drops, is replaced at once.
+#[test]
+fn local_error_of_an_extra_connection_does_not_hold_back_the_main_link() {
+    let settings = LinkSettings {
+        max_connections: 2,
+        ..LinkSettings::default()
+    };
+    let mut w = World::ready(settings);
+    w.script.out_of_fds = true;
+    // The main link is busy, so an extra connection is wanted, and fails locally.
+    w.request(b"sleep:5000:busy");
+    w.request(b"echo:waiting");
+    assert!(w.connects.len() >= 2, "{}", w.trace.join("\n"));
+    w.script.out_of_fds = false;
+    // lond drops the main link at once: it is replaced at once, not after the retry.
+    let dropped_at = w.now;
+    w.lond_closes_all();
+    assert_eq!(
+        w.connects.last(),
+        Some(&dropped_at),
+        "{}",
+        w.trace.join("\n")
+    );
+    assert_eq!(w.peer.state(), PeerState::Ready);
+}

@@ -136,13 +136,22 @@ impl Peer {
         }
     }
 
+    /// The timer that gates the next attempt after one failed: while another connection
+    /// serves, only extra connections wait ([`Timer::ExtraRetry`]); else every one does.
+    pub(super) fn retry_timer(&self) -> Timer {
+        if self.pool.any_ready() {
+            Timer::ExtraRetry
+        } else {
+            Timer::Retry
+        }
+    }
+
     /// A connect or handshake failed: back off, or give up after `max_attempts`.
     pub(super) fn attempt_failed(&mut self, now: Instant, why: String) {
         let serving = self.pool.any_ready();
         let (wait, event) = self.backoff.failed(&self.settings, serving, why);
         match wait {
-            Some(wait) if serving => self.timers.set(Timer::ExtraRetry, now + wait),
-            Some(wait) => self.timers.set(Timer::Retry, now + wait),
+            Some(wait) => self.timers.set(self.retry_timer(), now + wait),
             None => {
                 self.timers.stop(Timer::Retry);
                 // A dead peer does not look at its spool until it is revived.

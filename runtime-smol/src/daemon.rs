@@ -1,12 +1,14 @@
 //! The smol daemon's life: the startup and supervisor shared through `lonc-host`, peers as tasks
-//! on a multi-threaded smol executor, and signals through `async-signal`.
+//! on a multi-threaded smol executor, and signals caught by `async-signal` on a task and
+//! handed to the supervisor through the shared [`SignalFlags`].
 
 use std::sync::Arc;
 use std::thread;
 
 use async_signal::{Signal, Signals};
 use lonc_host::cli::RunArgs;
-use lonc_host::signals::action;
+use lonc_host::signal_flags::SignalFlags;
+use lonc_host::signals::{SignalAction, action};
 use lonc_host::startup::prepare;
 use lonc_host::supervisor::Supervisor;
 use smol::Executor;
@@ -44,6 +46,19 @@ pub fn run(args: &RunArgs) -> i32 {
                 .ok()
         })
         .collect();
+    let flags = SignalFlags::default();
+    let catcher = {
+        let flags = flags.clone();
+        executor.spawn(async move {
+            while let Some(Ok(signal)) = signals.next().await {
+                if let Some(a) = action(signal as i32) {
+                    flags.raise(a);
+                }
+            }
+            // Signals can no longer be caught: stop, as TERM would.
+            flags.raise(SignalAction::Stop);
+        })
+    };
     let started = Supervisor::start(prepared, SmolPeers::new(executor), "lonc");
     let stop_workers = move || {
         drop(stop_tx);
@@ -60,14 +75,16 @@ pub fn run(args: &RunArgs) -> i32 {
     };
     // The supervisor runs on this thread, not on an executor thread: its waits block no
     // peer task.
-    while let Some(Ok(signal)) = smol::block_on(signals.next()) {
-        if let Some(a) = action(signal as i32)
-            && !supervisor.handle(a)
-        {
-            break;
+    'run: loop {
+        for a in flags.wait() {
+            if !supervisor.handle(a) {
+                break 'run;
+            }
         }
     }
     supervisor.shutdown();
+    // Caught until here: a second TERM during the stop is not the default (fatal) one.
+    drop(catcher);
     stop_workers();
     0
 }

@@ -17,17 +17,16 @@ use lonc_host::chores::{self, Chore};
 use lonc_host::local_error::is_local_resource_error;
 use lonc_host::peer_io::{Dial, Driver, PeerIo, connect_outcome};
 use lonc_host::supervisor::PeerContext;
-use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 use smol::{Async, Task, Timer};
 
 use crate::connect::open_tcp;
-use crate::streams::{Input, PeerRt, SmolOutbox, read_loop, spawn_writer};
+use crate::streams::{Inbox, Input, PeerRt, SmolOutbox, read_loop, spawn_writer};
 
 /// What the peer task does on smol, for the shared loop step.
 pub struct SmolDriver {
     id: String,
-    tx: Sender<Input>,
+    tx: Inbox,
     rt: PeerRt,
     ctx: PeerContext,
     chores: Arc<ChoreQueue>,
@@ -65,8 +64,8 @@ impl ChoreQueue {
 }
 
 impl SmolDriver {
-    /// The driver of peer `id`, whose task takes its inputs from `tx`'s channel.
-    pub fn new(id: String, tx: Sender<Input>, ctx: &PeerContext, rt: PeerRt) -> Self {
+    /// The driver of peer `id`, whose task takes its inputs from the inbox `tx`.
+    pub fn new(id: String, tx: Inbox, ctx: &PeerContext, rt: PeerRt) -> Self {
         SmolDriver {
             id,
             tx,
@@ -80,7 +79,7 @@ impl SmolDriver {
 
 /// Does a peer's queued file work in order, off the executor, until the queue is empty;
 /// answers go back as inputs.
-async fn do_chores(id: String, chores: Arc<ChoreQueue>, ctx: PeerContext, tx: Sender<Input>) {
+async fn do_chores(id: String, chores: Arc<ChoreQueue>, ctx: PeerContext, tx: Inbox) {
     while let Some(chore) = chores.next() {
         let (id, ctx) = (id.clone(), ctx.clone());
         let answer = smol::unblock(move || chores::carry_out(chore, &ctx.spool, &ctx.logs, &id));
@@ -106,7 +105,8 @@ impl Driver for SmolDriver {
                 }
                 result => connect_outcome(conn, result, &logs),
             };
-            let _ = tx.send(input).await;
+            // A notice: queued at once.
+            let _ = tx.post(input);
         };
         self.rt.executor.spawn(attempt).detach();
         None
@@ -116,7 +116,7 @@ impl Driver for SmolDriver {
         let stream = Arc::new(stream);
         let tx = self.tx.clone();
         let writer = spawn_writer(&self.rt, stream.clone(), move || {
-            let _ = tx.try_send(Input::Peer(PeerInput::ConnClosed(conn)));
+            let _ = tx.post(Input::Peer(PeerInput::ConnClosed(conn)));
         });
         let tx = self.tx.clone();
         let reader = async move {
@@ -130,7 +130,7 @@ impl Driver for SmolDriver {
             })
             .await;
             if let Some(closed) = end.conn_input(conn) {
-                let _ = tx.send(Input::Peer(closed)).await;
+                let _ = tx.post(Input::Peer(closed));
             }
         };
         self.rt.executor.spawn(reader).detach();
@@ -155,8 +155,11 @@ impl Driver for SmolDriver {
 }
 
 /// A peer task: the shared step after each input or deadline, until the peer stops; then
-/// the file work still queued (its last log lines) is done before the task ends.
-pub async fn run(mut io: PeerIo<SmolDriver>, mut driver: SmolDriver, inputs: Receiver<Input>) {
+/// its inbox is closed (what is still queued is dropped, closing its sockets, and later
+/// senders are refused), and the file work still queued (its last log lines) is done
+/// before the task ends.
+pub async fn run(mut io: PeerIo<SmolDriver>, mut driver: SmolDriver) {
+    let inputs = driver.tx.clone();
     let mut timer = Timer::never();
     io.settle(&mut driver);
     while !io.is_stopped() {
@@ -164,18 +167,17 @@ pub async fn run(mut io: PeerIo<SmolDriver>, mut driver: SmolDriver, inputs: Rec
             Some(at) => timer.set_at(at),
             None => timer = Timer::never(),
         }
-        let next = async { inputs.recv().await.ok().map(Some) }
+        let input = async { Some(inputs.recv().await) }
             .or(async {
                 (&mut timer).await;
-                Some(None)
+                None
             })
             .await;
-        let Some(input) = next else { break };
         io.step(&mut driver, input);
     }
     io.close_all();
     // Answers to chores are not wanted any more: their sends fail at once.
-    drop(inputs);
+    drop(inputs.close());
     if let Some(worker) = driver.worker.take() {
         worker.await;
     }

@@ -7,22 +7,22 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::os::unix::net::UnixListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use lonc_core::io::{Input as PeerInput, Severity};
 use lonc_core::limits::{CLOSE_LINGER, SHUTDOWN_GRACE, STOP_SLACK};
-use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
 use lonc_host::logfile::LogFiles;
 use lonc_host::peer_io::{INPUT_QUEUE, PeerIo, PeerSnapshot, Writers};
+use lonc_host::snapshot::Snapshot;
 use lonc_host::supervisor::{PeerContext, PeerSet};
 use smol::channel::{self, Sender};
 use smol::future::FutureExt;
 use smol::{Async, Executor, Task, Timer};
 
 use crate::driver::{self, SmolDriver};
-use crate::streams::{Input, PeerRt, accept_loop};
+use crate::streams::{Inbox, Input, PeerRt, accept_loop};
 
 /// The smol peers of a daemon: tasks on one multi-threaded executor.
 pub struct SmolPeers {
@@ -32,11 +32,11 @@ pub struct SmolPeers {
 
 struct SmolPeer {
     spec: PeerSpec,
-    inputs: Sender<Input>,
+    inputs: Inbox,
     stop_accept: Sender<()>,
     acceptor: Task<()>,
     task: Task<()>,
-    snapshot: Arc<Mutex<PeerSnapshot>>,
+    snapshot: Snapshot<PeerSnapshot>,
     writers: Writers,
     logs: LogFiles,
 }
@@ -59,7 +59,7 @@ impl PeerSet for SmolPeers {
         listener: UnixListener,
     ) -> io::Result<()> {
         let listener = Async::new(listener)?;
-        let (tx, rx) = channel::bounded(INPUT_QUEUE);
+        let tx = Inbox::new(INPUT_QUEUE);
         let (io, snapshot) = PeerIo::start(&spec, &ctx.own_id);
         let rt = PeerRt {
             executor: self.executor.clone(),
@@ -67,7 +67,7 @@ impl PeerSet for SmolPeers {
             logs: ctx.logs.clone(),
         };
         let driver = SmolDriver::new(spec.id.clone(), tx.clone(), ctx, rt.clone());
-        let task = self.executor.spawn(driver::run(io, driver, rx));
+        let task = self.executor.spawn(driver::run(io, driver));
         let (stop_accept, stop_rx) = channel::bounded(1);
         let acceptor = self
             .executor
@@ -95,20 +95,14 @@ impl PeerSet for SmolPeers {
     fn states(&self) -> Vec<(String, String)> {
         self.peers
             .iter()
-            .map(|(id, p)| {
-                let state = p
-                    .snapshot
-                    .lock()
-                    .map(|s| s.state)
-                    .unwrap_or(PeerState::Stopped);
-                (id.clone(), state.as_str().to_string())
-            })
+            .map(|(id, p)| (id.clone(), p.snapshot.read().state.as_str().to_string()))
             .collect()
     }
 
     fn revive_all(&mut self) {
+        // A notice: queued at once, even when a peer's queue is full.
         for p in self.peers.values() {
-            let _ = p.inputs.try_send(Input::Peer(PeerInput::Revive));
+            let _ = p.inputs.post(Input::Peer(PeerInput::Revive));
         }
     }
 
@@ -122,7 +116,8 @@ impl PeerSet for SmolPeers {
         smol::block_on(async {
             for p in &stopping {
                 let _ = p.stop_accept.try_send(());
-                let _ = by(stop_by, p.inputs.send(Input::stop())).await;
+                // A notice: queued at once, after every input queued before it.
+                let _ = p.inputs.post(Input::stop());
             }
             for p in &mut stopping {
                 for (what, task) in [("its acceptor", &mut p.acceptor), ("its task", &mut p.task)] {

@@ -33,6 +33,9 @@ pub const HALF_CLOSED_POLL: Duration = Duration::from_millis(200);
 /// What reaches a peer task.
 pub type Input = peer_io::Input<SmolOutbox, Async<TcpStream>>;
 
+/// A peer task's inbox (the same type as the std daemon's, `lonc_host::inbox`).
+pub type Inbox = peer_io::Inbox<SmolOutbox, Async<TcpStream>>;
+
 /// Where a peer's tasks run, the writers its shutdown waits for, and the logs.
 #[derive(Clone)]
 pub struct PeerRt {
@@ -149,12 +152,7 @@ where
 }
 
 /// Accepts clients on a peer's socket until told to stop.
-pub async fn accept_loop(
-    listener: Async<UnixListener>,
-    tx: Sender<Input>,
-    stop: Receiver<()>,
-    rt: PeerRt,
-) {
+pub async fn accept_loop(listener: Async<UnixListener>, tx: Inbox, stop: Receiver<()>, rt: PeerRt) {
     static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
     loop {
         let accepted = async { Some(listener.accept().await) }
@@ -181,8 +179,9 @@ pub async fn accept_loop(
         let stream = Arc::new(stream);
         let writer = spawn_writer(&rt, stream.clone(), {
             let tx = tx.clone();
+            // A notice: queued at once, even when the peer's queue is full.
             move || {
-                let _ = tx.try_send(Input::Peer(PeerInput::ClientGone(client)));
+                let _ = tx.post(Input::Peer(PeerInput::ClientGone(client)));
             }
         });
         if tx
@@ -202,7 +201,7 @@ pub async fn accept_loop(
 /// directions is gone (`ClientGone`: its requests not yet sent are dropped); one that only
 /// half-closed (`ClientEof`) is then checked every [`HALF_CLOSED_POLL`] until it closes
 /// or its socket is shut down here (its replies are done).
-async fn read_client(client: ClientId, stream: Arc<Async<UnixStream>>, tx: Sender<Input>) {
+async fn read_client(client: ClientId, stream: Arc<Async<UnixStream>>, tx: Inbox) {
     let send = |input| {
         let tx = tx.clone();
         async move { tx.send(Input::Peer(input)).await.is_ok() }

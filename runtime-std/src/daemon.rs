@@ -1,18 +1,18 @@
 //! The std daemon's run loop: [`run`] prepares the start ([`lonc_host::startup`]), starts
 //! one [`PeerHandle`] (a thread) per peer through the shared
 //! [`Supervisor`], and hands it the action of each
-//! signal from a listener thread ([`spawn_listener`]): TERM/INT stop, HUP/USR2 reload,
-//! USR1 status.
+//! signal from a listener thread ([`spawn_listener`]) through the shared
+//! [`SignalFlags`]: TERM/INT stop, HUP/USR2 reload, USR1 status.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::net::UnixListener;
-use std::sync::mpsc::{self, Sender};
 use std::thread;
 
 use lonc_core::roster::PeerSpec;
 use lonc_host::cli::RunArgs;
-use lonc_host::signals::{HANDLED, SignalAction, action};
+use lonc_host::signal_flags::SignalFlags;
+use lonc_host::signals::{HANDLED, action};
 use lonc_host::startup::prepare;
 use lonc_host::supervisor::{PeerContext, PeerSet, Supervisor};
 use signal_hook::iterator::{Handle, Signals};
@@ -70,8 +70,8 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let (tx, rx) = mpsc::channel::<SignalAction>();
-    let signal_handle = match spawn_listener(tx) {
+    let flags = SignalFlags::default();
+    let signal_handle = match spawn_listener(flags.clone()) {
         Ok(h) => h,
         Err(e) => return prepared.abort(&format!("cannot handle signals: {e}")),
     };
@@ -82,9 +82,11 @@ pub fn run(args: &RunArgs) -> i32 {
             return code;
         }
     };
-    while let Ok(action) = rx.recv() {
-        if !supervisor.handle(action) {
-            break;
+    'run: loop {
+        for action in flags.wait() {
+            if !supervisor.handle(action) {
+                break 'run;
+            }
         }
     }
     supervisor.shutdown();
@@ -92,19 +94,17 @@ pub fn run(args: &RunArgs) -> i32 {
     0
 }
 
-/// Starts a thread that sends the action of every handled signal to `tx`. The returned
-/// handle stops it (`Handle::close`).
-pub fn spawn_listener<T: From<SignalAction> + Send + 'static>(tx: Sender<T>) -> io::Result<Handle> {
+/// Starts a thread that raises the action of every handled signal in `flags`. The
+/// returned handle stops it (`Handle::close`).
+pub fn spawn_listener(flags: SignalFlags) -> io::Result<Handle> {
     let mut signals = Signals::new(HANDLED)?;
     let handle = signals.handle();
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                if let Some(a) = action(signal)
-                    && tx.send(a.into()).is_err()
-                {
-                    break;
+                if let Some(a) = action(signal) {
+                    flags.raise(a);
                 }
             }
         })?;

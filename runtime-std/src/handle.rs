@@ -7,33 +7,32 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use lonc_core::io::{Input as PeerInput, Severity};
 use lonc_core::limits::{CLOSE_LINGER, SHUTDOWN_GRACE, STOP_SLACK};
-use lonc_core::peer::PeerState;
 use lonc_core::roster::PeerSpec;
 use lonc_host::logfile::LogFiles;
 use lonc_host::peer_io::{INPUT_QUEUE, PeerIo, PeerSnapshot, Writers};
+use lonc_host::snapshot::Snapshot;
 use lonc_host::supervisor::PeerContext;
 
 use crate::driver::{self, StdDriver};
-use crate::streams::{Acceptor, Input};
+use crate::streams::{Acceptor, Inbox, Input};
 
 /// A running peer: its thread, its socket's acceptor, and the way to talk to it.
 pub struct PeerHandle {
     spec: PeerSpec,
     socket: PathBuf,
     listener: Arc<UnixListener>,
-    inputs: SyncSender<Input>,
+    inputs: Inbox,
     accept_stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
     thread: Option<JoinHandle<()>>,
-    snapshot: Arc<Mutex<PeerSnapshot>>,
+    snapshot: Snapshot<PeerSnapshot>,
     writers: Writers,
     logs: LogFiles,
     /// Set by [`PeerHandle::begin_stop`]: when the peer's threads must have ended.
@@ -49,7 +48,7 @@ impl PeerHandle {
         listener: UnixListener,
     ) -> io::Result<PeerHandle> {
         let socket = ctx.paths.socket(&spec.id);
-        let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+        let tx = Inbox::new(INPUT_QUEUE);
         let (io, snapshot) = PeerIo::start(&spec, &ctx.own_id);
         let writers = Writers::default();
         let driver = StdDriver {
@@ -60,7 +59,7 @@ impl PeerHandle {
         };
         let thread = thread::Builder::new()
             .name(format!("peer {}", spec.id))
-            .spawn(move || driver::run(io, driver, rx))?;
+            .spawn(move || driver::run(io, driver))?;
         listener.set_nonblocking(true)?;
         let listener = Arc::new(listener);
         let accept_stop = Arc::new(AtomicBool::new(false));
@@ -78,7 +77,7 @@ impl PeerHandle {
             Ok(a) => a,
             Err(e) => {
                 // The peer thread stops at once: nothing was accepted.
-                let _ = tx.send(Input::Peer(PeerInput::Shutdown(Duration::ZERO)));
+                let _ = tx.post(Input::Peer(PeerInput::Shutdown(Duration::ZERO)));
                 return Err(e);
             }
         };
@@ -109,18 +108,13 @@ impl PeerHandle {
 
     /// The peer's state as of its last step.
     pub fn snapshot(&self) -> PeerSnapshot {
-        self.snapshot
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or(PeerSnapshot {
-                state: PeerState::Stopped,
-            })
+        self.snapshot.read()
     }
 
-    /// USR1: revive the peer if dead, look at the delayed spool.
+    /// USR1: revive the peer if dead, look at the delayed spool. A notice: queued at
+    /// once, even when the peer's queue is full.
     pub fn revive(&self) {
-        let by = Instant::now() + Duration::from_secs(1);
-        send_by(&self.inputs, Input::Peer(PeerInput::Revive), by);
+        let _ = self.inputs.post(Input::Peer(PeerInput::Revive));
     }
 
     /// Stops accepting clients at once, then lets requests in flight finish for the
@@ -136,7 +130,8 @@ impl PeerHandle {
             nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         let stop_by = Instant::now() + SHUTDOWN_GRACE + STOP_SLACK;
         self.stop_by = Some(stop_by);
-        send_by(&self.inputs, Input::stop(), stop_by);
+        // A notice: queued at once, after every input queued before it.
+        let _ = self.inputs.post(Input::stop());
     }
 
     /// Waits for the peer's threads to end, and for its writers to flush what the peer
@@ -163,23 +158,6 @@ impl PeerHandle {
         let flush_by = (Instant::now() + CLOSE_LINGER).min(stop_by + CLOSE_LINGER);
         self.writers
             .wait_idle(flush_by.saturating_duration_since(Instant::now()));
-    }
-}
-
-/// Sends `input` to a peer thread, waiting for room in its queue until `deadline` at most
-/// (a peer thread that does not take its inputs must not hold up the stop).
-pub fn send_by(tx: &SyncSender<Input>, mut input: Input, deadline: Instant) {
-    loop {
-        match tx.try_send(input) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-            Err(TrySendError::Full(back)) => {
-                if Instant::now() >= deadline {
-                    return;
-                }
-                input = back;
-                thread::sleep(Duration::from_millis(5));
-            }
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 /// What reaches a peer thread.
 pub type Input = peer_io::Input<StdOutbox, TcpStream>;
+
+/// A peer thread's inbox.
+pub type Inbox = peer_io::Inbox<StdOutbox, TcpStream>;
 
 /// A socket's write queue, drained by a writer thread.
 pub struct StdOutbox {
@@ -115,7 +118,7 @@ pub struct Acceptor {
     /// The peer's listening socket, non-blocking.
     pub listener: Arc<UnixListener>,
     /// The peer thread's inputs.
-    pub tx: SyncSender<Input>,
+    pub tx: Inbox,
     /// Set when the acceptor must stop (its listener is then shut down).
     pub stop: Arc<AtomicBool>,
     /// The peer's writers, waited for at shutdown.
@@ -158,8 +161,9 @@ impl Acceptor {
 
     /// Starts a client's writer and reader; false if the peer thread is gone.
     fn serve(&self, client: ClientId, stream: Arc<UnixStream>) -> bool {
-        let gone = move |tx: &SyncSender<Input>| {
-            let _ = tx.send(Input::Peer(PeerInput::ClientGone(client)));
+        // A notice: queued at once, even when the peer's queue is full.
+        let gone = move |tx: &Inbox| {
+            let _ = tx.post(Input::Peer(PeerInput::ClientGone(client)));
         };
         let writer = spawn_writer(stream.clone(), &self.writers, {
             let tx = self.tx.clone();
@@ -175,7 +179,7 @@ impl Acceptor {
         };
         if self
             .tx
-            .send(Input::ClientAccepted(client, Box::new(writer)))
+            .send_blocking(Input::ClientAccepted(client, Box::new(writer)))
             .is_err()
         {
             return false;
@@ -208,8 +212,8 @@ fn wait_readable(fd: BorrowedFd<'_>) {
 /// directions is gone (`ClientGone`: its requests not yet sent are dropped); one that
 /// only half-closed (`ClientEof`) is then watched until it closes or its socket is shut
 /// down here (its replies are done).
-fn read_client(client: ClientId, stream: &UnixStream, tx: &SyncSender<Input>) {
-    let send = |input| tx.send(Input::Peer(input)).is_ok();
+fn read_client(client: ClientId, stream: &UnixStream, tx: &Inbox) {
+    let send = |input| tx.send_blocking(Input::Peer(input)).is_ok();
     let end = read_loop(stream, |data| send(PeerInput::ClientData(client, data)));
     let closed_both = || hangup::closed_both(stream.as_fd());
     let Some(input) = end.client_input(client, closed_both) else {

@@ -1,28 +1,28 @@
 //! The std driver's own tests: the acceptor wakes and holds no descriptor while it
-//! waits; the bounded joins and sends of a stop give up in time.
+//! waits; the bounded joins of a stop give up in time.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use lonc_core::io::Input as PeerInput;
 use lonc_host::logfile::LogFiles;
 use lonc_host::peer_io::{INPUT_QUEUE, Writers};
 
-use crate::handle::{join_by, send_by};
-use crate::streams::{Acceptor, Input};
+use crate::handle::join_by;
+use crate::streams::{Acceptor, Inbox, Input};
 
 /// An acceptor on a fresh socket, as `PeerHandle::start` makes it.
-fn acceptor(dir: &std::path::Path) -> (Acceptor, Receiver<Input>, PathBuf) {
+fn acceptor(dir: &std::path::Path) -> (Acceptor, Inbox, PathBuf) {
     let path = dir.join("peer");
     let listener = UnixListener::bind(&path).unwrap();
     listener.set_nonblocking(true).unwrap();
-    let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+    let tx = Inbox::new(INPUT_QUEUE);
+    let rx = tx.clone();
     let acceptor = Acceptor {
         listener: Arc::new(listener),
         tx,
@@ -48,7 +48,9 @@ fn shutting_the_listener_down_wakes_its_acceptor_without_the_socket_file() {
     let t = thread::spawn(move || acceptor.run());
     // It serves clients...
     let client = UnixStream::connect(&path).unwrap();
-    let first = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    let first = rx
+        .recv_blocking(Some(Instant::now() + Duration::from_secs(2)))
+        .unwrap();
     assert!(matches!(first, Input::ClientAccepted(..)));
     drop(client);
     // ...and once its file is gone, it still stops at once, waiting in poll().
@@ -113,23 +115,8 @@ fn join_by_gives_up_on_a_thread_that_does_not_end() {
     assert!(join_by(quick, Instant::now() + Duration::from_secs(2)));
 }
 
-#[test]
-fn send_by_gives_up_on_a_full_queue() {
-    let (tx, rx) = mpsc::sync_channel::<Input>(1);
-    send_by(&tx, Input::Peer(PeerInput::Revive), Instant::now());
-    let start = Instant::now();
-    send_by(
-        &tx,
-        Input::Peer(PeerInput::Revive),
-        start + Duration::from_millis(100),
-    );
-    assert!(start.elapsed() < Duration::from_secs(1));
-    assert!(matches!(rx.try_recv(), Ok(Input::Peer(PeerInput::Revive))));
-    assert!(rx.try_recv().is_err(), "the second input was dropped");
-}
-
-/// A peer's channel has its slots allocated up front (`INPUT_QUEUE` of them): an input
-/// stays as small as the core's own (a client's outbox travels boxed).
+/// Every slot of a peer's queue is as large as its largest input: an input stays as
+/// small as the core's own (a client's outbox travels boxed).
 #[test]
 fn a_peer_input_is_small() {
     let size = std::mem::size_of::<crate::streams::Input>();

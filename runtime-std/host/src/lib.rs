@@ -15,6 +15,7 @@
 //! | [`socket_ops`] | shutting a connected socket down, bounding its writes |
 //! | [`link_socket`], [`fd_reserve`], [`local_error`] | opening a TCP link to lond within the descriptors kept for clients; the daemon's own shortages |
 //! | [`peer_io`], [`chores`], [`writers`], [`hangup`] | the loop step and peer table both drivers share around the core, the file work a peer asks for, write-queue accounting, watching a half-closed client |
+//! | [`inbox`], [`signal_flags`], [`snapshot`] | the handoffs between threads or tasks: a peer's inputs (bounded data, notices never lost), signals to the supervisor, a peer's state for the status file (all checked by loom, `tests/loom.rs`) |
 //! | [`site`] | a throwaway LON-CAPA site for the demo and the tests |
 //!
 //! ## Follow a request
@@ -25,7 +26,7 @@
 //! 1. `runtime-std/src/streams.rs`: the peer's `Acceptor`
 //!    accepts the client, starts its writer (a thread draining an [`peer_io::Outbox`]) and
 //!    its reader, and sends `ClientAccepted`; the reader sends each chunk it reads as
-//!    `ClientData` to the peer thread's channel.
+//!    `ClientData` to the peer thread's [`inbox::Inbox`].
 //! 2. `runtime-std/src/driver.rs`: the peer thread's loop waits for that input (or the
 //!    core's deadline) and hands it to [`peer_io::PeerIo::step`].
 //! 3. `runtime-std/host/src/peer_io.rs` (this crate): `step` feeds the one input to the
@@ -54,6 +55,7 @@ pub mod chores;
 pub mod cli;
 pub mod fd_reserve;
 pub mod hangup;
+pub mod inbox;
 pub mod link_socket;
 pub mod load;
 pub mod local_error;
@@ -64,8 +66,10 @@ pub mod peer_io;
 pub mod pidfile;
 pub mod process;
 pub mod sendcmd;
+pub mod signal_flags;
 pub mod signals;
 pub mod site;
+pub mod snapshot;
 pub mod socket;
 pub mod socket_ops;
 pub mod spool;

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,11 +21,14 @@ use lonc_core::roster::PeerSpec;
 use crate::chores::Chore;
 use crate::local_error::{alarm, is_local_resource_error};
 use crate::logfile::LogFiles;
+use crate::snapshot::Snapshot;
 
+pub use crate::inbox::Inbox;
 pub use crate::writers::{Backlog, WriterGuard, Writers};
 
-/// How many inputs may wait for a peer's thread or task before readers wait
-/// (backpressure: at most this many read chunks are buffered per peer).
+/// How many data inputs may wait for a peer's thread or task before readers wait
+/// (backpressure: at most this many read chunks are buffered per peer); notices never
+/// wait ([`Inbox`]).
 pub const INPUT_QUEUE: usize = 256;
 /// How much one read takes from a socket.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -57,11 +59,11 @@ pub fn after_accept_error(e: &io::Error) -> (Duration, bool) {
     }
 }
 
-/// What reaches a peer's thread or task. `W` is a write queue ([`Outbox`]), `S` a freshly
-/// connected TCP stream.
+/// What reaches a peer's thread or task, through its [`Inbox`]. `W` is a write queue
+/// ([`Outbox`]), `S` a freshly connected TCP stream.
 pub enum Input<W, S> {
-    /// A client connected to the peer's socket; its replies go to this queue (boxed: the
-    /// channel's slots are allocated up front, and this is the largest input).
+    /// A client connected to the peer's socket; its replies go to this queue (boxed: it
+    /// is the largest input, and every slot of a queue is as large as its largest).
     ClientAccepted(ClientId, Box<W>),
     /// A connect attempt succeeded.
     Connected(ConnId, S),
@@ -159,13 +161,13 @@ pub struct PeerIo<D: Driver> {
     conns: BTreeMap<ConnId, D::Outbox>,
     /// Inputs learned during a drain, fed after it.
     later: VecDeque<PeerInput>,
-    snapshot: Arc<Mutex<PeerSnapshot>>,
+    snapshot: Snapshot<PeerSnapshot>,
 }
 
 impl<D: Driver> PeerIo<D> {
     /// A peer for `spec`, starting now with a random backoff seed; its state is
     /// published to the returned snapshot.
-    pub fn start(spec: &PeerSpec, own_id: &str) -> (Self, Arc<Mutex<PeerSnapshot>>) {
+    pub fn start(spec: &PeerSpec, own_id: &str) -> (Self, Snapshot<PeerSnapshot>) {
         let peer = Peer::new(
             &spec.id,
             own_id,
@@ -175,9 +177,9 @@ impl<D: Driver> PeerIo<D> {
             rand::random(),
             Instant::now(),
         );
-        let snapshot = Arc::new(Mutex::new(PeerSnapshot {
+        let snapshot = Snapshot::new(PeerSnapshot {
             state: peer.state(),
-        }));
+        });
         let io = PeerIo {
             peer,
             clients: BTreeMap::new(),
@@ -242,9 +244,9 @@ impl<D: Driver> PeerIo<D> {
             };
             self.peer.handle(Instant::now(), input);
         }
-        if let Ok(mut s) = self.snapshot.lock() {
-            s.state = self.peer.state();
-        }
+        self.snapshot.publish(PeerSnapshot {
+            state: self.peer.state(),
+        });
     }
 
     /// Carries out one output: writes and closes here, the rest through the driver.

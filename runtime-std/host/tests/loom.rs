@@ -43,10 +43,11 @@ fn byte(p: &PeerInput) -> Option<u8> {
     }
 }
 
-/// loom's default, bounded where a model would take too long otherwise.
+/// loom with at most 3 preemptions per execution (enough for every break tried on these
+/// models, and CI stays within a minute), unless `LOOM_MAX_PREEMPTIONS` says otherwise.
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
+    builder.preemption_bound.get_or_insert(3);
     builder.check(f);
 }
 

@@ -43,6 +43,29 @@ fn byte(p: &PeerInput) -> Option<u8> {
     }
 }
 
+/// A one-slot inbox whose slot is taken (by byte 0): the peer's data queue is full.
+fn full_inbox() -> TestInbox {
+    let inbox = TestInbox::new(1);
+    inbox.post(data(0)).ok().unwrap();
+    inbox
+}
+
+/// Runs `f` on a new loom thread with a handle to `inbox`.
+fn on_thread<T: Send + 'static>(
+    inbox: &TestInbox,
+    f: impl FnOnce(TestInbox) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let inbox = inbox.clone();
+    thread::spawn(move || f(inbox))
+}
+
+/// The next `n` inputs the peer takes, waiting for each.
+fn take(inbox: &TestInbox, n: usize) -> Vec<PeerInput> {
+    (0..n)
+        .map(|_| peer(inbox.recv_blocking(None).unwrap()))
+        .collect()
+}
+
 /// loom with at most 3 preemptions per execution (enough for every break tried on these
 /// models, and CI stays within a minute), unless `LOOM_MAX_PREEMPTIONS` says otherwise.
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -101,31 +124,22 @@ fn wait_idle_sees_every_writer_finish() {
 #[test]
 fn notices_sent_while_the_data_queue_is_full_arrive_exactly_once() {
     model(|| {
-        let inbox = TestInbox::new(1);
-        inbox.post(data(1)).ok().unwrap();
-        let reader = {
-            let inbox = inbox.clone();
-            thread::spawn(move || inbox.send_blocking(data(2)).is_ok())
-        };
-        let notifier = {
-            let inbox = inbox.clone();
-            thread::spawn(move || {
-                inbox.post(Input::Peer(PeerInput::Revive)).ok().unwrap();
-                let gone = Input::Peer(PeerInput::ClientGone(ClientId(1)));
-                inbox.post(gone).ok().unwrap();
-            })
-        };
+        let inbox = full_inbox();
+        let reader = on_thread(&inbox, |inbox| inbox.send_blocking(data(1)).is_ok());
+        let notifier = on_thread(&inbox, |inbox| {
+            inbox.post(Input::Peer(PeerInput::Revive)).ok().unwrap();
+            let gone = Input::Peer(PeerInput::ClientGone(ClientId(1)));
+            inbox.post(gone).ok().unwrap();
+        });
         notifier.join().unwrap();
-        let got: Vec<PeerInput> = (0..4)
-            .map(|_| peer(inbox.recv_blocking(None).unwrap()))
-            .collect();
+        let got = take(&inbox, 4);
         assert!(reader.join().unwrap());
         assert!(inbox.try_recv().is_none(), "more than was sent");
         let count = |want: &PeerInput| got.iter().filter(|p| *p == want).count();
         assert_eq!(count(&PeerInput::Revive), 1, "{got:?}");
         assert_eq!(count(&PeerInput::ClientGone(ClientId(1))), 1, "{got:?}");
         let bytes: Vec<u8> = got.iter().filter_map(byte).collect();
-        assert_eq!(bytes, [1, 2], "{got:?}");
+        assert_eq!(bytes, [0, 1], "{got:?}");
         // The revive was queued before the gone notice, by the same thread.
         let at = |want: &PeerInput| got.iter().position(|p| p == want).unwrap();
         assert!(at(&PeerInput::Revive) < at(&PeerInput::ClientGone(ClientId(1))));
@@ -138,19 +152,12 @@ fn notices_sent_while_the_data_queue_is_full_arrive_exactly_once() {
 #[test]
 fn readers_waiting_for_room_are_all_woken() {
     model(|| {
-        let inbox = TestInbox::new(1);
-        inbox.post(data(0)).ok().unwrap();
-        let blocking = {
-            let inbox = inbox.clone();
-            thread::spawn(move || inbox.send_blocking(data(1)).is_ok())
-        };
-        let task = {
-            let inbox = inbox.clone();
-            thread::spawn(move || loom::future::block_on(inbox.send(data(2))).is_ok())
-        };
-        let mut bytes: Vec<u8> = (0..3)
-            .map(|_| byte(&peer(inbox.recv_blocking(None).unwrap())).unwrap())
-            .collect();
+        let inbox = full_inbox();
+        let blocking = on_thread(&inbox, |inbox| inbox.send_blocking(data(1)).is_ok());
+        let task = on_thread(&inbox, |inbox| {
+            loom::future::block_on(inbox.send(data(2))).is_ok()
+        });
+        let mut bytes: Vec<u8> = take(&inbox, 3).iter().map(|p| byte(p).unwrap()).collect();
         assert!(blocking.join().unwrap());
         assert!(task.join().unwrap());
         assert_eq!(bytes[0], 0);
@@ -169,24 +176,17 @@ fn readers_waiting_for_room_are_all_woken() {
 #[test]
 fn a_stop_comes_after_what_was_queued_before_it_and_nothing_is_lost_after() {
     model(|| {
-        let inbox = TestInbox::new(1);
-        inbox.post(data(0)).ok().unwrap();
-        let reader = {
-            let inbox = inbox.clone();
-            thread::spawn(move || {
-                let mut refused = Vec::new();
-                for n in [1, 2] {
-                    if let Err(back) = inbox.send_blocking(data(n)) {
-                        refused.push(byte(&peer(back)).unwrap());
-                    }
+        let inbox = full_inbox();
+        let reader = on_thread(&inbox, |inbox| {
+            let mut refused = Vec::new();
+            for n in [1, 2] {
+                if let Err(back) = inbox.send_blocking(data(n)) {
+                    refused.push(byte(&peer(back)).unwrap());
                 }
-                refused
-            })
-        };
-        let supervisor = {
-            let inbox = inbox.clone();
-            thread::spawn(move || inbox.post(Input::stop()).ok().unwrap())
-        };
+            }
+            refused
+        });
+        let supervisor = on_thread(&inbox, |inbox| inbox.post(Input::stop()).ok().unwrap());
         let mut taken = Vec::new();
         loop {
             let p = peer(inbox.recv_blocking(None).unwrap());
@@ -295,22 +295,14 @@ fn a_status_reader_never_sees_a_torn_snapshot() {
 #[test]
 fn a_closed_notice_comes_after_the_bytes_read_before_it() {
     model(|| {
-        let inbox = TestInbox::new(1);
-        inbox.post(data(0)).ok().unwrap();
-        let reader = {
-            let inbox = inbox.clone();
-            thread::spawn(move || {
-                let reply = Input::Peer(PeerInput::ConnData(ConnId(1), b"ok\n".to_vec()));
-                inbox.send_blocking(reply).ok().unwrap();
-                inbox
-                    .post(Input::Peer(PeerInput::ConnClosed(ConnId(1))))
-                    .ok()
-                    .unwrap();
-            })
-        };
-        let got: Vec<PeerInput> = (0..3)
-            .map(|_| peer(inbox.recv_blocking(None).unwrap()))
-            .collect();
+        let inbox = full_inbox();
+        let reader = on_thread(&inbox, |inbox| {
+            let reply = Input::Peer(PeerInput::ConnData(ConnId(1), b"ok\n".to_vec()));
+            inbox.send_blocking(reply).ok().unwrap();
+            let closed = Input::Peer(PeerInput::ConnClosed(ConnId(1)));
+            inbox.post(closed).ok().unwrap();
+        });
+        let got = take(&inbox, 3);
         reader.join().unwrap();
         assert!(matches!(got[1], PeerInput::ConnData(..)), "{got:?}");
         assert_eq!(got[2], PeerInput::ConnClosed(ConnId(1)));

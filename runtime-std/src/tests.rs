@@ -1,5 +1,6 @@
 //! The std driver's own tests: the acceptor wakes and holds no descriptor while it
-//! waits; the bounded joins of a stop give up in time.
+//! waits; a client leaving while its peer's queue is full is reported; the bounded
+//! joins of a stop give up in time.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -10,6 +11,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use lonc_core::io::{ClientId, Input as PeerInput};
 use lonc_host::logfile::LogFiles;
 use lonc_host::peer_io::{INPUT_QUEUE, Writers};
 
@@ -60,6 +62,36 @@ fn shutting_the_listener_down_wakes_its_acceptor_without_the_socket_file() {
         stop_acceptor(&listener, &stop, t),
         "the acceptor did not stop"
     );
+}
+
+/// A client that leaves while its peer's queue is full is reported at once: its
+/// reader's gone notice neither waits for room nor is dropped, and it comes after the
+/// client's acceptance, which took the last data slot.
+#[test]
+fn a_client_leaving_while_its_peer_queue_is_full_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acceptor, rx, path) = acceptor(dir.path());
+    for _ in 1..INPUT_QUEUE {
+        let bytes = Input::Peer(PeerInput::ClientData(ClientId(0), vec![b'x']));
+        assert!(rx.post(bytes).is_ok());
+    }
+    let (listener, stop) = (acceptor.listener.clone(), acceptor.stop.clone());
+    let t = thread::spawn(move || acceptor.run());
+    drop(UnixStream::connect(&path).unwrap());
+    let by = Instant::now() + Duration::from_secs(5);
+    while rx.len() <= INPUT_QUEUE && Instant::now() < by {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let got: Vec<Input> = std::iter::from_fn(|| rx.try_recv()).collect();
+    assert_eq!(got.len(), INPUT_QUEUE + 1, "the gone notice did not arrive");
+    let Input::ClientAccepted(client, _) = &got[INPUT_QUEUE - 1] else {
+        panic!("the acceptance is not last but one");
+    };
+    assert!(
+        matches!(&got[INPUT_QUEUE], Input::Peer(PeerInput::ClientGone(c)) if c == client),
+        "the last input is not the client's gone notice"
+    );
+    assert!(stop_acceptor(&listener, &stop, t));
 }
 
 /// The lowest free descriptor number of this process.

@@ -3,16 +3,17 @@
 //! lock around it), with one timer re-armed from its deadline. This file says only what
 //! differs on smol: a connect is a task on the reactor ([`crate::connect`]), a
 //! connection's reader and writer are tasks, and file work (spool, logs) goes, in order,
-//! to the peer's chore queue, which a worker task started on demand (and gone when the
-//! queue is empty, so an idle peer holds no task and no buffer for it) runs through
+//! to the peer's chore queue ([`ChoreQueue`]), which a worker task started on demand
+//! (and gone when the queue is empty, so an idle peer holds no task and no buffer for
+//! it) runs through
 //! `smol::unblock`, sending the answers back as inputs. Nothing blocks an executor
 //! thread; every decision is the core's.
 
-use std::collections::VecDeque;
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lonc_core::io::{ConnId, Input as PeerInput};
+use lonc_host::chore_queue::ChoreQueue;
 use lonc_host::chores::{self, Chore};
 use lonc_host::local_error::is_local_resource_error;
 use lonc_host::peer_io::{Dial, Driver, PeerIo, connect_outcome};
@@ -29,38 +30,9 @@ pub struct SmolDriver {
     tx: Inbox,
     rt: PeerRt,
     ctx: PeerContext,
-    chores: Arc<ChoreQueue>,
+    chores: ChoreQueue<Chore>,
     /// The last worker started; awaited when the peer stops (its last log lines).
     worker: Option<Task<()>>,
-}
-
-/// A peer's file work not done yet, in order, and whether a worker is on it.
-#[derive(Default)]
-struct ChoreQueue {
-    state: Mutex<(VecDeque<Chore>, bool)>,
-}
-
-impl ChoreQueue {
-    /// Queues `chore`; true if no worker is running, so one must be started.
-    fn push(&self, chore: Chore) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.0.push_back(chore);
-        let start = !state.1;
-        state.1 = true;
-        start
-    }
-
-    /// The next chore for the worker; `None` (and the worker counts as gone, its buffer
-    /// freed) once the queue is empty.
-    fn next(&self) -> Option<Chore> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let next = state.0.pop_front();
-        if next.is_none() {
-            state.1 = false;
-            state.0 = VecDeque::new();
-        }
-        next
-    }
 }
 
 impl SmolDriver {
@@ -71,7 +43,7 @@ impl SmolDriver {
             tx,
             rt,
             ctx: ctx.clone(),
-            chores: Arc::default(),
+            chores: ChoreQueue::default(),
             worker: None,
         }
     }
@@ -79,7 +51,7 @@ impl SmolDriver {
 
 /// Does a peer's queued file work in order, off the executor, until the queue is empty;
 /// answers go back as inputs.
-async fn do_chores(id: String, chores: Arc<ChoreQueue>, ctx: PeerContext, tx: Inbox) {
+async fn do_chores(id: String, chores: ChoreQueue<Chore>, ctx: PeerContext, tx: Inbox) {
     while let Some(chore) = chores.next() {
         let (id, ctx) = (id.clone(), ctx.clone());
         let answer = smol::unblock(move || chores::carry_out(chore, &ctx.spool, &ctx.logs, &id));

@@ -15,7 +15,7 @@
 //! | [`socket_ops`] | shutting a connected socket down, bounding its writes |
 //! | [`link_socket`], [`fd_reserve`], [`local_error`] | opening a TCP link to lond within the descriptors kept for clients; the daemon's own shortages |
 //! | [`peer_io`], [`chores`], [`writers`], [`hangup`] | the loop step and peer table both drivers share around the core, the file work a peer asks for, write-queue accounting, watching a half-closed client |
-//! | [`inbox`], [`signal_flags`], [`snapshot`] | the handoffs between threads or tasks: a peer's inputs (bounded data, notices never lost), signals to the supervisor, a peer's state for the status file (all checked by loom, `tests/loom.rs`) |
+//! | [`inbox`], [`signal_flags`], [`snapshot`], [`chore_queue`] | the handoffs between threads or tasks: a peer's inputs (bounded data, notices never lost), signals to the supervisor, a peer's state for the status file, file work for a worker (all checked by loom, `tests/loom.rs`) |
 //! | [`site`] | a throwaway LON-CAPA site for the demo and the tests |
 //!
 //! ## Follow a request
@@ -51,6 +51,7 @@
 //! wants them, not needed to follow the request.
 #![warn(missing_docs)]
 
+pub mod chore_queue;
 pub mod chores;
 pub mod cli;
 pub mod fd_reserve;

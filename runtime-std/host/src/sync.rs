@@ -1,5 +1,6 @@
 //! The synchronisation primitives of the cross-thread handoffs ([`crate::writers`],
-//! [`crate::inbox`], [`crate::signal_flags`], [`crate::snapshot`]): std's, or loom's
+//! [`crate::inbox`], [`crate::signal_flags`], [`crate::snapshot`],
+//! [`crate::chore_queue`]): std's, or loom's
 //! under `--cfg loom` (`RUSTFLAGS="--cfg loom" cargo test -p lonc-host --test loom
 //! --release`). `event-listener` switches itself under `--cfg loom` (its `loom` feature
 //! is turned on for that build in `Cargo.toml`).

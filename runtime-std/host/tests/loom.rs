@@ -2,8 +2,8 @@
 //! through the crate's `sync` facade: the writer accounting (`lonc_host::writers`), a
 //! peer's inbox when its data queue is full and when the peer stops
 //! (`lonc_host::inbox`), signals on their way to the supervisor
-//! (`lonc_host::signal_flags`) and a peer's state for the status file
-//! (`lonc_host::snapshot`). smol cannot run under loom; its tasks use these same types
+//! (`lonc_host::signal_flags`), a peer's state for the status file
+//! (`lonc_host::snapshot`) and file work handed to a worker (`lonc_host::chore_queue`). smol cannot run under loom; its tasks use these same types
 //! (the `async` calls are modelled with `loom::future::block_on`). Runs only under
 //! `--cfg loom`:
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p lonc-host --test loom --release`.
@@ -12,12 +12,14 @@
 use std::time::Duration;
 
 use lonc_core::io::{ClientId, ConnId, Input as PeerInput};
+use lonc_host::chore_queue::ChoreQueue;
 use lonc_host::inbox::Inbox;
 use lonc_host::peer_io::Input;
 use lonc_host::signal_flags::SignalFlags;
 use lonc_host::signals::SignalAction;
 use lonc_host::snapshot::Snapshot;
 use lonc_host::writers::{Backlog, Writers};
+use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 /// A peer's inbox with no sockets in it.
@@ -306,5 +308,32 @@ fn a_closed_notice_comes_after_the_bytes_read_before_it() {
         reader.join().unwrap();
         assert!(matches!(got[1], PeerInput::ConnData(..)), "{got:?}");
         assert_eq!(got[2], PeerInput::ConnClosed(ConnId(1)));
+    });
+}
+
+/// File work handed to a worker started on demand (the smol daemon): the peer queues
+/// three chores while workers come and go; every chore is done exactly once and in
+/// order, and one queued while the worker finds the queue empty starts a new worker
+/// rather than being left behind.
+#[test]
+fn every_chore_is_done_once_in_order() {
+    model(|| {
+        let queue = ChoreQueue::<u8>::default();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let mut workers = Vec::new();
+        for chore in 0..3 {
+            if queue.push(chore) {
+                let (queue, done) = (queue.clone(), done.clone());
+                workers.push(thread::spawn(move || {
+                    while let Some(c) = queue.next() {
+                        done.lock().unwrap().push(c);
+                    }
+                }));
+            }
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(*done.lock().unwrap(), [0, 1, 2]);
     });
 }

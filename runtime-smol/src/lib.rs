@@ -19,3 +19,5 @@ pub mod demo;
 pub mod driver;
 pub mod peers;
 pub mod streams;
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use lonc_core::io::{ClientId, Input as PeerInput};
+use lonc_host::inbox_check::{assert_accepted_then_gone, fill_but_one, overfull};
 use lonc_host::logfile::LogFiles;
 use lonc_host::peer_io::{INPUT_QUEUE, Writers};
 
@@ -71,26 +71,15 @@ fn shutting_the_listener_down_wakes_its_acceptor_without_the_socket_file() {
 fn a_client_leaving_while_its_peer_queue_is_full_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let (acceptor, rx, path) = acceptor(dir.path());
-    for _ in 1..INPUT_QUEUE {
-        let bytes = Input::Peer(PeerInput::ClientData(ClientId(0), vec![b'x']));
-        assert!(rx.post(bytes).is_ok());
-    }
+    fill_but_one(&rx);
     let (listener, stop) = (acceptor.listener.clone(), acceptor.stop.clone());
     let t = thread::spawn(move || acceptor.run());
     drop(UnixStream::connect(&path).unwrap());
     let by = Instant::now() + Duration::from_secs(5);
-    while rx.len() <= INPUT_QUEUE && Instant::now() < by {
+    while !overfull(&rx) && Instant::now() < by {
         thread::sleep(Duration::from_millis(10));
     }
-    let got: Vec<Input> = std::iter::from_fn(|| rx.try_recv()).collect();
-    assert_eq!(got.len(), INPUT_QUEUE + 1, "the gone notice did not arrive");
-    let Input::ClientAccepted(client, _) = &got[INPUT_QUEUE - 1] else {
-        panic!("the acceptance is not last but one");
-    };
-    assert!(
-        matches!(&got[INPUT_QUEUE], Input::Peer(PeerInput::ClientGone(c)) if c == client),
-        "the last input is not the client's gone notice"
-    );
+    assert_accepted_then_gone(&rx);
     assert!(stop_acceptor(&listener, &stop, t));
 }
 

@@ -15,7 +15,7 @@
 //! | [`socket_ops`] | shutting a connected socket down, bounding its writes |
 //! | [`link_socket`], [`fd_reserve`], [`local_error`] | opening a TCP link to lond within the descriptors kept for clients; the daemon's own shortages |
 //! | [`peer_io`], [`chores`], [`writers`], [`hangup`] | the loop step and peer table both drivers share around the core, the file work a peer asks for, write-queue accounting, watching a half-closed client |
-//! | [`inbox`], [`signal_flags`], [`snapshot`], [`chore_queue`] | the handoffs between threads or tasks: a peer's inputs (bounded data, notices never lost), signals to the supervisor, a peer's state for the status file, file work for a worker (all checked by loom, `tests/loom.rs`) |
+//! | [`inbox`], [`signal_flags`], [`snapshot`], [`chore_queue`] | the handoffs between threads or tasks: a peer's inputs (bounded data, notices never lost), signals to the supervisor, a peer's state for the status file, file work for a worker (all checked by loom, `tests/loom.rs`); [`inbox_check`], the runtimes' own test of their wiring against a full inbox |
 //! | [`site`] | a throwaway LON-CAPA site for the demo and the tests |
 //!
 //! ## Follow a request
@@ -57,6 +57,7 @@ pub mod cli;
 pub mod fd_reserve;
 pub mod hangup;
 pub mod inbox;
+pub mod inbox_check;
 pub mod link_socket;
 pub mod load;
 pub mod local_error;

@@ -8,5 +8,7 @@ pub mod hardening_files;
 pub mod hardening_link;
 pub mod hardening_spool;
 pub mod hardening_stop;
+pub mod lond_app;
+pub mod netem;
 pub mod sim;
 pub mod suite;

@@ -9,6 +9,8 @@ pub mod hardening_link;
 pub mod hardening_spool;
 pub mod hardening_stop;
 pub mod lond_app;
+pub mod model;
 pub mod netem;
 pub mod sim;
 pub mod suite;
+pub mod swarm;

@@ -105,6 +105,12 @@ struct Slot {
     later: Vec<Input>,
     /// No connect before this (a failed attempt's backoff).
     gate: Option<Instant>,
+    /// No extra connection before this (a failed extra connection's backoff, logged as
+    /// "extra connection retried").
+    extra_gate: Option<Instant>,
+    /// The last time the peer was seen ready (or had no reason to be: daemon down or
+    /// stopping, not yet healed).
+    ready_seen: Instant,
     last_attempts: u32,
 }
 
@@ -163,6 +169,8 @@ impl Swarm {
                     conns: BTreeMap::new(),
                     later: Vec::new(),
                     gate: None,
+                    extra_gate: None,
+                    ready_seen: start,
                     last_attempts: 0,
                 }
             })
@@ -316,6 +324,7 @@ impl Swarm {
         if self.healed && dead {
             self.note(format!("{}: dead after the heal; USR1", self.slots[p].id));
             self.slots[p].gate = None;
+            self.slots[p].extra_gate = None;
             self.feed(p, Input::Revive)?;
         }
         Ok(())
@@ -358,6 +367,7 @@ impl Swarm {
                 self.now,
             ));
             s.gate = None;
+            s.extra_gate = None;
             s.last_attempts = 0;
             s.conns.clear();
             s.later.clear();
@@ -491,6 +501,17 @@ impl Swarm {
         let id = self.slots[p].id.clone();
         match out {
             Output::Connect { conn, .. } => {
+                let extra = self.slots[p].peer.as_ref().map(Peer::state) == Some(PeerState::Ready);
+                if extra
+                    && let Some(gate) = self.slots[p].extra_gate.take()
+                    && self.now < gate
+                {
+                    return fail(format!(
+                        "{id}: extra connect {} {:?} before its backoff allows",
+                        conn.0,
+                        gate - self.now
+                    ));
+                }
                 if let Some(gate) = self.slots[p].gate.take()
                     && self.now < gate
                 {
@@ -587,6 +608,9 @@ impl Swarm {
                 self.note(format!("perm log: {}", show(&e.line(0, "-"))));
             }
             Output::Log(e) => {
+                if e.message.contains("extra connection retried") {
+                    self.slots[p].extra_gate = Some(self.now + self.plan.settings.retry_min);
+                }
                 self.note(format!("{id}: log {}: {}", e.severity.as_str(), e.message));
             }
         }
@@ -1042,6 +1066,7 @@ impl Swarm {
         for p in 0..self.slots.len() {
             if let Some(s) = self.slots.get_mut(p) {
                 s.gate = None;
+                s.extra_gate = None;
             }
             self.feed(p, Input::Revive)?;
         }
@@ -1072,6 +1097,9 @@ impl Swarm {
         }
         if let Daemon::Down(_) = self.daemon {
             self.start_daemon()?;
+        }
+        for s in &mut self.slots {
+            s.ready_seen = self.now;
         }
         let bounds = (0..self.slots.len()).map(|p| self.bound(p)).collect();
         self.model.heal(self.now, bounds);
@@ -1119,6 +1147,7 @@ impl Swarm {
 
     /// Checked after every step.
     fn check(&mut self) -> Checked {
+        self.check_reconnected()?;
         let max = self.plan.settings.max_connections;
         for (p, s) in self.slots.iter().enumerate() {
             let Some(peer) = &s.peer else { continue };
@@ -1140,6 +1169,28 @@ impl Swarm {
             }
         }
         self.model.overdue(self.now).or_else(fail)
+    }
+
+    /// Once healed, an eager peer is ready again within its bound: a link that drops (lond
+    /// closes it, `close_connection_exit`) is replaced within one attempt.
+    fn check_reconnected(&mut self) -> Checked {
+        let eager = self.plan.settings.connect_mode == ConnectMode::Eager;
+        let up = self.daemon == Daemon::Up;
+        for p in 0..self.slots.len() {
+            let bound = self.bound(p).base;
+            let s = &mut self.slots[p];
+            let state = s.peer.as_ref().map(Peer::state);
+            if !self.healed || !eager || !up || state == Some(PeerState::Ready) {
+                s.ready_seen = self.now;
+            } else if self.now > s.ready_seen + bound {
+                return fail(format!(
+                    "{}: {state:?} for {:?} after the heal, not connected again",
+                    s.id,
+                    self.now - s.ready_seen
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// At the end of the heal.

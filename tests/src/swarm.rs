@@ -20,7 +20,7 @@
 //! Everything is ordered (`BTreeMap`, sequence numbers, one seeded generator): the same
 //! seed gives the same trace, byte for byte.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use lonc_core::config::ConnectMode;
@@ -91,6 +91,9 @@ enum Event {
     LondStart(usize),
     /// A clog ends.
     Unclog(LinkId, End),
+    /// The runtime wakes peer `p` early (harmless by the run-loop contract), and plans
+    /// its next early wake.
+    Tick(usize),
 }
 
 /// One peer of the daemon, its lond, and what the world saw of its connections.
@@ -111,6 +114,12 @@ struct Slot {
     /// The last time the peer was seen ready (or had no reason to be: daemon down or
     /// stopping, not yet healed).
     ready_seen: Instant,
+    /// Connections open when the network healed (they may still fail).
+    old_conns: BTreeSet<ConnId>,
+    /// Connections closed or forgotten since the last drain ended.
+    closed_now: Vec<ConnId>,
+    /// An attempt failed since the last drain ended.
+    failed_now: bool,
     last_attempts: u32,
 }
 
@@ -171,6 +180,9 @@ impl Swarm {
                     gate: None,
                     extra_gate: None,
                     ready_seen: start,
+                    old_conns: BTreeSet::new(),
+                    closed_now: Vec::new(),
+                    failed_now: false,
                     last_attempts: 0,
                 }
             })
@@ -206,6 +218,11 @@ impl Swarm {
     /// Runs the whole schedule: the faulty phase, the heal, the final checks.
     pub fn run(&mut self) -> Checked {
         self.start_daemon()?;
+        if self.plan.faults.early_wakes {
+            for p in 0..self.slots.len() {
+                self.schedule(self.now, Event::Tick(p));
+            }
+        }
         let heal_at = self.start + self.plan.fault_phase;
         while self.now < heal_at {
             let gap = self
@@ -393,10 +410,15 @@ impl Swarm {
         self.daemon = Daemon::Down(self.now + restart_after);
     }
 
-    /// TERM: every peer shuts down with the daemon's grace period.
+    /// TERM: every peer shuts down with the daemon's grace period. A second TERM while
+    /// stopping changes nothing: the grace period runs from the first.
     fn shutdown(&mut self) -> Checked {
+        match self.daemon {
+            Daemon::Up => self.daemon = Daemon::Stopping(self.now),
+            Daemon::Stopping(_) => {}
+            Daemon::Down(_) => return Ok(()),
+        }
         self.note("TERM".into());
-        self.daemon = Daemon::Stopping(self.now);
         for p in 0..self.slots.len() {
             self.feed(p, Input::Shutdown(SHUTDOWN_GRACE))?;
         }
@@ -463,7 +485,7 @@ impl Swarm {
             }
             self.note_attempts(p);
             if self.slots[p].later.is_empty() {
-                return Ok(());
+                return self.check_failures(p);
             }
             let input = self.slots[p].later.remove(0);
             self.note(format!("{}: runtime reports {input:?}", self.slots[p].id));
@@ -471,9 +493,7 @@ impl Swarm {
                 Input::ConnClosed(c)
                 | Input::ConnectFailed(c, _)
                 | Input::ConnectLocalError(c, _) => {
-                    if let Some(link) = self.slots[p].conns.remove(c) {
-                        self.links.remove(&link);
-                    }
+                    self.forget(p, *c);
                 }
                 _ => {}
             }
@@ -482,6 +502,23 @@ impl Swarm {
             };
             peer.handle(self.now, input);
         }
+    }
+
+    /// Once healed, only a connection opened before the heal may fail its attempt (in the
+    /// network healed since, with every lond listening and answering, a new one cannot).
+    fn check_failures(&mut self, p: usize) -> Checked {
+        let s = &mut self.slots[p];
+        let closed = std::mem::take(&mut s.closed_now);
+        if !std::mem::take(&mut s.failed_now) || !self.healed {
+            return Ok(());
+        }
+        if closed.iter().any(|c| s.old_conns.contains(c)) {
+            return Ok(());
+        }
+        fail(format!(
+            "{}: an attempt failed after the heal on a connection opened since (closed: {closed:?})",
+            s.id
+        ))
     }
 
     /// A rise of the failed-attempt count starts a backoff: no connect before
@@ -493,6 +530,7 @@ impl Swarm {
         let attempts = peer.failed_attempts();
         if attempts > s.last_attempts {
             s.gate = Some(self.now + retry_min);
+            s.failed_now = true;
         }
         s.last_attempts = attempts;
     }
@@ -553,8 +591,7 @@ impl Swarm {
                 self.net.send(self.now, link, End::Lonc, &data);
             }
             Output::CloseConn { conn, linger } => {
-                if let Some(link) = self.slots[p].conns.remove(&conn) {
-                    self.links.remove(&link);
+                if let Some(link) = self.forget(p, conn) {
                     self.note(format!("{id}: closes conn {} (linger {linger:?})", conn.0));
                     if linger.is_zero() {
                         self.net.reset(self.now, link, End::Lonc);
@@ -610,6 +647,7 @@ impl Swarm {
             Output::Log(e) => {
                 if e.message.contains("extra connection retried") {
                     self.slots[p].extra_gate = Some(self.now + self.plan.settings.retry_min);
+                    self.slots[p].failed_now = true;
                 }
                 self.note(format!("{id}: log {}: {}", e.severity.as_str(), e.message));
             }
@@ -751,10 +789,11 @@ impl Swarm {
     }
 
     /// The runtime forgets a connection whose socket is closed.
-    fn forget(&mut self, p: usize, conn: ConnId) {
-        if let Some(link) = self.slots[p].conns.remove(&conn) {
-            self.links.remove(&link);
-        }
+    fn forget(&mut self, p: usize, conn: ConnId) -> Option<LinkId> {
+        let link = self.slots[p].conns.remove(&conn)?;
+        self.links.remove(&link);
+        self.slots[p].closed_now.push(conn);
+        Some(link)
     }
 
     fn event(&mut self, ev: Event) -> Checked {
@@ -786,6 +825,11 @@ impl Swarm {
                 self.slots[p].lond.start(&mut self.rng);
             }
             Event::Unclog(link, to) => self.net.clog(self.now, link, to, false),
+            Event::Tick(p) => {
+                let next = Duration::from_millis(self.rng.random_range(1..=2_000));
+                self.schedule(self.now + next, Event::Tick(p));
+                self.feed(p, Input::Timeout)?;
+            }
         }
         Ok(())
     }
@@ -812,8 +856,8 @@ impl Swarm {
                 self.crash_daemon(after);
                 Ok(())
             }
-            80..81 if f.shutdowns && self.daemon == Daemon::Up => self.shutdown(),
-            81..85 if f.disk_errors => self.disk_fault(),
+            80..82 if f.shutdowns => self.shutdown(),
+            82..85 if f.disk_errors => self.disk_fault(),
             85..87 if f.time_jumps => {
                 let jump = Duration::from_millis(self.rng.random_range(100..=20_000));
                 self.note(format!("the clock jumps {jump:?}"));
@@ -1100,6 +1144,7 @@ impl Swarm {
         }
         for s in &mut self.slots {
             s.ready_seen = self.now;
+            s.old_conns = s.conns.keys().copied().collect();
         }
         let bounds = (0..self.slots.len()).map(|p| self.bound(p)).collect();
         self.model.heal(self.now, bounds);

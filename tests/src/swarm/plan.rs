@@ -43,6 +43,8 @@ pub struct Faults {
     pub out_of_fds: bool,
     /// USR1 at random times.
     pub revives: bool,
+    /// The runtime calls `handle_timeout` early at random times (harmless by contract).
+    pub early_wakes: bool,
 }
 
 /// Everything a seed chose: see the module docs.
@@ -130,6 +132,7 @@ impl Plan {
             time_jumps: on(),
             out_of_fds: on(),
             revives: on(),
+            early_wakes: on(),
         };
         Plan {
             peers: rng.random_range(1..=4),

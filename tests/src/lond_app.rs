@@ -9,6 +9,7 @@
 //! | `eget:<x>`         | `<x>`, encrypted (`enc:`)                       |
 //! | `raw:<x>`          | `<x>`                                           |
 //! | `sleep:<ms>:<x>`   | `<x>`, `<ms>` milliseconds later                |
+//! | `pad:<n>:<x>`      | `<x>` followed by `<n>` dots                    |
 //! | `close`            | lond closes the connection, no answer           |
 //! | `silent`           | never answered                                  |
 //! | anything else      | `unknown_cmd`                                   |
@@ -56,6 +57,10 @@ pub fn answer(peer_id: &str, line: &[u8]) -> Answer {
             data: x.as_bytes().to_vec(),
             encrypted: false,
         }
+    } else if let Some(rest) = text.strip_prefix("pad:") {
+        let (n, x) = rest.split_once(':').unwrap_or((rest, ""));
+        let dots = ".".repeat(n.parse().unwrap_or(0));
+        now(&format!("{x}{dots}"), false)
     } else if text == "close" {
         Answer::Close
     } else if text == "silent" {

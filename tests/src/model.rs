@@ -76,6 +76,7 @@ struct Client {
     /// An over-long line or `close_connection_exit` was sent: later lines are ignored.
     ended: bool,
     max_request: usize,
+    max_reply: usize,
 }
 
 /// How long a peer may take, once the network healed, to answer a waiting request: `base`
@@ -106,7 +107,7 @@ pub struct Model {
 
 /// What the model expects of a request line: see the module docs of `lond_app` for the
 /// requests the world sends.
-fn expect_of(line: &[u8], max_request: usize) -> Expect {
+fn expect_of(line: &[u8], max_request: usize, max_reply: usize) -> Expect {
     if line.len() > max_request {
         return Expect::TooLong;
     }
@@ -121,6 +122,14 @@ fn expect_of(line: &[u8], max_request: usize) -> Expect {
     {
         return Expect::Token(x.to_owned());
     }
+    if let Some(rest) = text.strip_prefix("pad:") {
+        let (n, x) = rest.split_once(':').unwrap_or((rest, ""));
+        let reply = format!("{x}{}", ".".repeat(n.parse().unwrap_or(0)));
+        return match reply.len() > max_reply {
+            true => Expect::Lost,
+            false => Expect::Token(reply),
+        };
+    }
     if let Some(rest) = text.strip_prefix("sleep:") {
         let token = rest.split_once(':').map_or("", |(_, x)| x);
         return Expect::Token(token.to_owned());
@@ -129,8 +138,9 @@ fn expect_of(line: &[u8], max_request: usize) -> Expect {
 }
 
 impl Model {
-    /// A client of peer `peer` connected; its lines may be `max_request` bytes long.
-    pub fn opened(&mut self, client: ClientId, peer: usize, max_request: usize) {
+    /// A client of peer `peer` connected; its lines may be `max_request` bytes long, and
+    /// its replies `max_reply` bytes (a longer one must come as `con_lost`).
+    pub fn opened(&mut self, client: ClientId, peer: usize, max_request: usize, max_reply: usize) {
         self.clients.insert(
             client,
             Client {
@@ -141,6 +151,7 @@ impl Model {
                 partial: Vec::new(),
                 ended: false,
                 max_request,
+                max_reply,
             },
         );
     }
@@ -156,7 +167,7 @@ impl Model {
                 break;
             }
             if b == b'\n' {
-                lines.push(expect_of(&c.partial, c.max_request));
+                lines.push(expect_of(&c.partial, c.max_request, c.max_reply));
                 c.ended = matches!(lines.last(), Some(Expect::TooLong | Expect::Close));
                 c.partial.clear();
             } else {

@@ -686,6 +686,7 @@ impl Swarm {
             return Ok(());
         };
         match what {
+            Arrival::Syn if self.slots[p].lond.unreachable => {}
             Arrival::Syn => {
                 if self.slots[p].lond.accept(link) {
                     self.net.accept(self.now, link);
@@ -850,7 +851,8 @@ impl Swarm {
             70..73 if f.resets => self.reset_a_link(),
             73..75 if f.lond_crashes => self.crash_a_lond(),
             75..77 if f.lond_refuses => self.toggle(|l| &mut l.refuse, "refuses"),
-            77..79 if f.lond_hangs => self.toggle(|l| &mut l.hang, "hangs"),
+            77 if f.lond_hangs => self.toggle(|l| &mut l.hang, "hangs"),
+            78 if f.lond_hangs => self.toggle(|l| &mut l.unreachable, "is unreachable"),
             79..80 if f.daemon_crashes && self.daemon == Daemon::Up => {
                 let after = Duration::from_millis(self.rng.random_range(0..=3_000));
                 self.crash_daemon(after);
@@ -905,6 +907,11 @@ impl Swarm {
                 84..87 => "x".repeat(max_request + 1),
                 87..90 => "silent".to_owned(),
                 90..93 => "close".to_owned(),
+                93..96 => {
+                    let max_reply = self.plan.settings.max_reply;
+                    let n = self.rng.random_range(max_reply - 200..max_reply + 200);
+                    format!("pad:{n}:{token}")
+                }
                 _ => format!("echo:{token}"),
             };
             script.extend_from_slice(line.as_bytes());
@@ -918,7 +925,8 @@ impl Swarm {
             show(&script),
             if leaves { "then leaves" } else { "then EOF" }
         ));
-        self.model.opened(client, p, max_request);
+        self.model
+            .opened(client, p, max_request, self.plan.settings.max_reply);
         self.clients.insert(
             client,
             Client {
@@ -1135,6 +1143,7 @@ impl Swarm {
             let lond = &mut self.slots[p].lond;
             lond.refuse = false;
             lond.hang = false;
+            lond.unreachable = false;
             if !lond.up {
                 lond.start(&mut self.rng);
             }

@@ -31,6 +31,8 @@ pub struct Lond {
     pub refuse: bool,
     /// New connections hang: accepted, never read.
     pub hang: bool,
+    /// Its host does not answer: connection requests are lost.
+    pub unreachable: bool,
     /// How many times it started.
     pub incarnation: u32,
     challenge: String,
@@ -47,6 +49,7 @@ impl Lond {
             up: false,
             refuse: false,
             hang: false,
+            unreachable: false,
             incarnation: 0,
             challenge: String::new(),
             buildkey: String::new(),

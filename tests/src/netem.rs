@@ -105,34 +105,10 @@ pub struct NetConfig {
     pub coalesce: bool,
 }
 
-/// One thing in flight in a pipe.
-#[derive(Debug)]
-enum Segment {
-    Syn,
-    Accepted,
-    Refused,
-    Data(Bytes),
-    Fin,
-    Rst,
-}
-
-impl Segment {
-    fn arrival(self) -> Arrival {
-        match self {
-            Segment::Syn => Arrival::Syn,
-            Segment::Accepted => Arrival::Accepted,
-            Segment::Refused => Arrival::Refused,
-            Segment::Data(d) => Arrival::Data(d),
-            Segment::Fin => Arrival::Fin,
-            Segment::Rst => Arrival::Rst,
-        }
-    }
-}
-
 /// One direction of a link: segments with their due times, in order.
 #[derive(Debug, Default)]
 struct Pipe {
-    segments: VecDeque<(Instant, Segment)>,
+    segments: VecDeque<(Instant, Arrival)>,
     clogged: bool,
 }
 
@@ -181,17 +157,17 @@ impl NetEm {
     /// lonc asks for a connection on a new link `link`: a SYN travels to lond.
     pub fn connect(&mut self, now: Instant, link: LinkId) {
         self.links.insert(link, Link::default());
-        self.push(now, link, End::Lond, Segment::Syn);
+        self.push(now, link, End::Lond, Arrival::Syn);
     }
 
     /// lond accepts `link`: lonc learns it after the latency.
     pub fn accept(&mut self, now: Instant, link: LinkId) {
-        self.push(now, link, End::Lonc, Segment::Accepted);
+        self.push(now, link, End::Lonc, Arrival::Accepted);
     }
 
     /// lond refuses `link` (nobody listens): lonc learns it after the latency.
     pub fn refuse(&mut self, now: Instant, link: LinkId) {
-        self.push(now, link, End::Lonc, Segment::Refused);
+        self.push(now, link, End::Lonc, Arrival::Refused);
         if let Some(l) = self.links.get_mut(&link) {
             l.closed[End::Lond.index()] = true;
         }
@@ -214,7 +190,7 @@ impl NetEm {
                 now,
                 link,
                 from.other(),
-                Segment::Data(Bytes::copy_from_slice(chunk)),
+                Arrival::Data(Bytes::copy_from_slice(chunk)),
             );
             rest = tail;
         }
@@ -223,7 +199,7 @@ impl NetEm {
     /// `from` closes `link` after what it sent (a FIN). Nothing more is delivered to it.
     pub fn close(&mut self, now: Instant, link: LinkId, from: End) {
         if self.is_open(link, from) {
-            self.push(now, link, from.other(), Segment::Fin);
+            self.push(now, link, from.other(), Arrival::Fin);
             self.mark_closed(link, from);
         }
     }
@@ -239,7 +215,7 @@ impl NetEm {
                 pipe.segments.clear();
             }
         }
-        self.push(now, link, from.other(), Segment::Rst);
+        self.push(now, link, from.other(), Arrival::Rst);
         self.mark_closed(link, from);
     }
 
@@ -363,7 +339,7 @@ impl NetEm {
 
     /// Queues `seg` toward `to`, due after the latency and a jitter, never before the
     /// segment ahead of it. A dropping partition loses it.
-    fn push(&mut self, now: Instant, link: LinkId, to: End, seg: Segment) {
+    fn push(&mut self, now: Instant, link: LinkId, to: End, seg: Arrival) {
         if self.partition == Some(Partition::Drop) {
             if let Some(l) = self.links.get_mut(&link) {
                 l.cut = true;
@@ -403,7 +379,7 @@ impl NetEm {
         }
         let mut pending: Option<Vec<u8>> = None;
         for seg in due {
-            if let Segment::Data(d) = &seg
+            if let Arrival::Data(d) = &seg
                 && coalesce
             {
                 pending.get_or_insert_with(Vec::new).extend_from_slice(d);
@@ -416,12 +392,12 @@ impl NetEm {
                     what: Arrival::Data(bytes.into()),
                 });
             }
-            let ends_it = matches!(seg, Segment::Fin | Segment::Rst | Segment::Refused);
-            let is_rst = matches!(seg, Segment::Rst);
+            let ends_it = matches!(seg, Arrival::Fin | Arrival::Rst | Arrival::Refused);
+            let is_rst = matches!(seg, Arrival::Rst);
             self.out.push_back(NetOutput {
                 link,
                 to,
-                what: seg.arrival(),
+                what: seg,
             });
             if ends_it {
                 l.closed[to.index()] = true;
@@ -462,6 +438,14 @@ mod tests {
         }
     }
 
+    /// A network with these knobs and one link whose SYN is on its way.
+    fn one_link(max_chunk: usize, coalesce: bool, seed: u64) -> (NetEm, Instant, LinkId) {
+        let mut net = NetEm::new(cfg(max_chunk, coalesce), seed);
+        let now = Instant::now();
+        net.connect(now, LinkId(1));
+        (net, now, LinkId(1))
+    }
+
     /// Runs the network to quiescence and returns what reached each end, in order.
     fn drain(net: &mut NetEm, mut now: Instant) -> Vec<NetOutput> {
         let mut got = Vec::new();
@@ -492,10 +476,7 @@ mod tests {
     #[test]
     fn bytes_arrive_in_order_whatever_the_chunking() {
         for seed in 0..20 {
-            let mut net = NetEm::new(cfg(3, seed % 2 == 0), seed);
-            let now = Instant::now();
-            let link = LinkId(1);
-            net.connect(now, link);
+            let (mut net, now, link) = one_link(3, seed % 2 == 0, seed);
             net.send(now, link, End::Lonc, b"hello world\n");
             net.send(now, link, End::Lonc, b"second line\n");
             net.close(now, link, End::Lonc);
@@ -512,10 +493,7 @@ mod tests {
 
     #[test]
     fn a_reset_drops_what_is_in_flight() {
-        let mut net = NetEm::new(cfg(0, false), 1);
-        let now = Instant::now();
-        let link = LinkId(1);
-        net.connect(now, link);
+        let (mut net, now, link) = one_link(0, false, 1);
         net.send(now, link, End::Lonc, b"lost\n");
         net.send(now, link, End::Lond, b"lost too\n");
         net.reset(now, link, End::Lond);
@@ -532,10 +510,7 @@ mod tests {
 
     #[test]
     fn a_holding_partition_delivers_at_the_heal_and_a_dropping_one_resets() {
-        let now = Instant::now();
-        let link = LinkId(1);
-        let mut net = NetEm::new(cfg(0, false), 1);
-        net.connect(now, link);
+        let (mut net, now, link) = one_link(0, false, 1);
         net.split(Partition::Hold);
         net.send(now, link, End::Lonc, b"held\n");
         assert_eq!(net.poll_timeout(), None);
@@ -544,8 +519,7 @@ mod tests {
         let got = drain(&mut net, later);
         assert_eq!(bytes_to(&got, End::Lond), b"held\n");
 
-        let mut net = NetEm::new(cfg(0, false), 1);
-        net.connect(now, link);
+        let (mut net, now, link) = one_link(0, false, 1);
         drain(&mut net, now);
         net.send(now, link, End::Lonc, b"in flight\n");
         net.split(Partition::Drop);
@@ -560,10 +534,7 @@ mod tests {
 
     #[test]
     fn a_clog_holds_one_way_only() {
-        let now = Instant::now();
-        let link = LinkId(1);
-        let mut net = NetEm::new(cfg(0, false), 1);
-        net.connect(now, link);
+        let (mut net, now, link) = one_link(0, false, 1);
         net.clog(now, link, End::Lond, true);
         net.send(now, link, End::Lonc, b"clogged\n");
         net.send(now, link, End::Lond, b"flows\n");

@@ -722,26 +722,24 @@ impl Swarm {
                         show(&line)
                     ));
                     let life = self.slots[p].lond.incarnation;
-                    match lond_app::answer(&peer_id, &line) {
-                        Answer::Reply {
-                            after,
+                    let answer = lond_app::answer(&peer_id, &line);
+                    if answer == Answer::Close {
+                        self.schedule(self.now, Event::LondClose { peer: p, link });
+                    } else if let Answer::Reply {
+                        after,
+                        data,
+                        encrypted,
+                    } = answer
+                    {
+                        let reply = Event::LondReply {
+                            peer: p,
+                            link,
+                            life,
+                            id,
                             data,
                             encrypted,
-                        } => self.schedule(
-                            self.now + after,
-                            Event::LondReply {
-                                peer: p,
-                                link,
-                                life,
-                                id,
-                                data,
-                                encrypted,
-                            },
-                        ),
-                        Answer::Close => {
-                            self.schedule(self.now, Event::LondClose { peer: p, link })
-                        }
-                        Answer::Silent => {}
+                        };
+                        self.schedule(self.now + after, reply);
                     }
                 }
             }

@@ -308,15 +308,17 @@ impl Model {
         self.healed = Some((now, bounds));
         let peers: BTreeSet<usize> = self.clients.values().map(|c| c.peer).collect();
         for peer in peers {
-            let mut ahead = 0u32;
+            // The peer serves in arrival order, which the model does not know across
+            // clients: every request waiting now may have all the others ahead of it.
+            let waiting = u32::try_from(self.waiting(peer)).unwrap_or(u32::MAX);
             let bound = self.bound(peer);
+            let deadline = now + bound.base + bound.per_request * waiting;
             for c in self.clients.values_mut().filter(|c| c.peer == peer) {
                 if !matches!(c.life, Life::Open | Life::Eof) {
                     continue;
                 }
                 for r in c.requests.iter_mut().skip(c.replies) {
-                    ahead += 1;
-                    r.deadline = Some(now + bound.base + bound.per_request * ahead);
+                    r.deadline = Some(deadline);
                 }
             }
         }

@@ -22,10 +22,15 @@ fn env_u64(name: &str) -> Option<u64> {
     })
 }
 
-/// Runs one seed; the trace, or a panic that says how to replay it.
-fn run_seed(seed: u64) -> Vec<String> {
+/// Runs one seed; the trace, or a panic that says how to replay it (with the whole
+/// trace printed first when `full`).
+fn run_seed(seed: u64, full: bool) -> Vec<String> {
     let mut world = Swarm::new(seed);
-    if let Err(failure) = world.run() {
+    let result = world.run();
+    if full {
+        println!("{}", world.trace.join("\n"));
+    }
+    if let Err(failure) = result {
         let tail = world.trace.len().saturating_sub(TAIL);
         panic!(
             "seed {seed} failed: {}\n--- last {} trace lines ---\n{}\n--- replay: SIM_SEED={seed} cargo test --release -p lonc-tests --test sim_sweep",
@@ -40,22 +45,21 @@ fn run_seed(seed: u64) -> Vec<String> {
 #[test]
 fn seeds_hold_every_invariant() {
     if let Some(seed) = env_u64("SIM_SEED") {
-        let trace = run_seed(seed);
-        println!("{}", trace.join("\n"));
+        run_seed(seed, true);
         return;
     }
     let first = env_u64("SIM_SEED_START").unwrap_or(0);
     let n = env_u64("SIM_SEEDS").unwrap_or(32);
     for seed in first..first + n {
-        run_seed(seed);
+        run_seed(seed, false);
     }
 }
 
 #[test]
 fn a_seed_gives_the_same_trace_twice() {
     for seed in [1, 7, 42] {
-        let a = run_seed(seed);
-        let b = run_seed(seed);
+        let a = run_seed(seed, false);
+        let b = run_seed(seed, false);
         assert!(a.len() > 50, "seed {seed}: a trace of {} lines", a.len());
         assert!(a == b, "seed {seed}: two runs differ");
     }

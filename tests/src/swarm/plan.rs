@@ -45,6 +45,8 @@ pub struct Faults {
     pub revives: bool,
     /// The runtime calls `handle_timeout` early at random times (harmless by contract).
     pub early_wakes: bool,
+    /// Once, a client sends more requests than a peer's queue holds (rare: it is slow).
+    pub flood: bool,
 }
 
 /// Everything a seed chose: see the module docs.
@@ -133,6 +135,7 @@ impl Plan {
             out_of_fds: on(),
             revives: on(),
             early_wakes: on(),
+            flood: rng.random_bool(0.02),
         };
         Plan {
             peers: rng.random_range(1..=4),

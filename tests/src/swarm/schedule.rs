@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use lonc_core::io::{ClientId, Input};
+use lonc_core::peer::QUEUE_LIMIT;
 use rand::Rng;
 
 use super::lond::Lond;
@@ -46,6 +47,7 @@ impl Swarm {
                 Ok(())
             }
             89..91 if f.revives => self.revive_all(),
+            91 if f.flood && !self.flooded => self.flood(),
             _ => Ok(()),
         }
     }
@@ -92,6 +94,40 @@ impl Swarm {
             script.push(b'\n');
         }
         let leaves = self.rng.random_bool(0.1);
+        self.open_client(p, client, script, leaves)?;
+        self.client_chunk(client)
+    }
+
+    /// A client floods a peer: more requests than its queue holds, in one write, while
+    /// the peer may well have no connection (the queue bound must hold, the rest be
+    /// answered `con_lost`).
+    pub(super) fn flood(&mut self) -> Checked {
+        if self.daemon != Daemon::Up {
+            return Ok(());
+        }
+        self.flooded = true;
+        let p = self.rng.random_range(0..self.slots.len());
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        let mut script = Vec::new();
+        for _ in 0..QUEUE_LIMIT + 50 {
+            let token = self.token(&format!("c{}r", client.0));
+            script.extend_from_slice(format!("echo:{token}\n").as_bytes());
+        }
+        self.open_client(p, client, script, false)?;
+        let data = std::mem::take(&mut self.clients.get_mut(&client).expect("just opened").to_send);
+        self.model.sent(self.now, client, &data);
+        self.feed(p, Input::ClientData(client, data))
+    }
+
+    /// `client` connects to peer `p`'s socket with this script.
+    fn open_client(
+        &mut self,
+        p: usize,
+        client: ClientId,
+        script: Vec<u8>,
+        leaves: bool,
+    ) -> Checked {
         self.note(format!(
             "client {} of {} opens: {} ({})",
             client.0,
@@ -99,8 +135,8 @@ impl Swarm {
             show(&script),
             if leaves { "then leaves" } else { "then EOF" }
         ));
-        self.model
-            .opened(client, p, max_request, self.plan.settings.max_reply);
+        let s = &self.plan.settings;
+        self.model.opened(client, p, s.max_request, s.max_reply);
         self.clients.insert(
             client,
             Client {
@@ -109,8 +145,7 @@ impl Swarm {
                 leaves,
             },
         );
-        self.feed(p, Input::ClientOpened(client))?;
-        self.client_chunk(client)
+        self.feed(p, Input::ClientOpened(client))
     }
 
     /// A random client with bytes left writes some of them.

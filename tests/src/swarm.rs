@@ -600,11 +600,17 @@ impl Swarm {
                 self.slots[p].later.push(input);
             }
             Output::ReadDelayed { name } => {
+                if self.disk.odd.contains_key(&name) {
+                    return fail(format!("{id}: read {name}, which is not a regular file"));
+                }
                 let content = self.disk.read(&name);
                 self.slots[p].later.push(Input::delayed_read(name, content));
             }
             Output::DeleteDelayed { name } => {
                 self.note(format!("{id}: delete {name}"));
+                if self.disk.odd.contains_key(&name) {
+                    return fail(format!("{id}: deleted {name}, which is not a regular file"));
+                }
                 self.model.deleted(&name).or_else(fail)?;
                 if let Err(why) = self.disk.delete(&name) {
                     self.note(format!("{id}: delete {name} fails"));

@@ -1,10 +1,11 @@
 //! The simulated disk that holds the delayed spool (`lonSockDir/delayed/`) across daemon
 //! crashes: files lonnet writes (at times only partly: no LF yet), and the faults a disk
-//! can have (a listing, a read or a delete that fails).
+//! can have (a listing, a read or a delete that fails), and entries that are not regular
+//! files (never to be read or deleted).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lonc_core::delayed::DelayedEntry;
+use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp};
 
 use crate::sim::stamp_of;
 
@@ -13,6 +14,8 @@ use crate::sim::stamp_of;
 pub struct Disk {
     /// File name -> content.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Entries that are not regular files (symlinks, directories, fifos).
+    pub odd: BTreeMap<String, EntryKind>,
     /// Listing the directory fails.
     pub list_fails: bool,
     /// Reading these files fails.
@@ -28,9 +31,13 @@ impl Disk {
             return Err("Input/output error".into());
         }
         let files = self.files.iter();
-        Ok(files
-            .map(|(name, content)| DelayedEntry::file(name, stamp_of(content)))
-            .collect())
+        let files = files.map(|(name, content)| DelayedEntry::file(name, stamp_of(content)));
+        let odd = self.odd.iter().map(|(name, kind)| DelayedEntry {
+            name: name.clone(),
+            kind: *kind,
+            stamp: FileStamp::default(),
+        });
+        Ok(files.chain(odd).collect())
     }
 
     /// A file's content, or why it cannot be read.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use lonc_core::delayed::EntryKind;
 use lonc_core::io::{ClientId, Input};
 use lonc_core::peer::QUEUE_LIMIT;
 use rand::Rng;
@@ -28,7 +29,7 @@ impl Swarm {
             75..77 if f.lond_refuses => self.toggle(|l| &mut l.refuse, "refuses"),
             77 if f.lond_hangs => self.toggle(|l| &mut l.hang, "hangs"),
             78 if f.lond_hangs => self.toggle(|l| &mut l.unreachable, "is unreachable"),
-            79..80 if f.daemon_crashes && self.daemon == Daemon::Up => {
+            79..80 if f.daemon_crashes && !matches!(self.daemon, Daemon::Down(_)) => {
                 let after = Duration::from_millis(self.rng.random_range(0..=3_000));
                 self.crash_daemon(after);
                 Ok(())
@@ -202,6 +203,12 @@ impl Swarm {
             self.seed,
             self.slots[p].id
         );
+        if self.rng.random_bool(0.1) {
+            let kind = EntryKind::ALL[self.rng.random_range(1..EntryKind::ALL.len())];
+            self.note(format!("{name} appears: {}", kind.as_str()));
+            self.disk.odd.insert(name, kind);
+            return Ok(());
+        }
         let request = if self.rng.random_bool(0.3) {
             format!("encrypt:echo:{token}")
         } else {

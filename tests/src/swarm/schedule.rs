@@ -94,6 +94,10 @@ impl Swarm {
             script.extend_from_slice(line.as_bytes());
             script.push(b'\n');
         }
+        if self.rng.random_bool(0.05) {
+            // A last line that never gets its LF: no request, no reply.
+            script.extend_from_slice(b"echo:tail");
+        }
         let leaves = self.rng.random_bool(0.1);
         self.open_client(p, client, script, leaves)?;
         self.client_chunk(client)
@@ -152,10 +156,17 @@ impl Swarm {
     /// A random client with bytes left writes some of them.
     pub(super) fn client_writes(&mut self) -> Checked {
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
-        match self.pick(&ids) {
-            Some(client) => self.client_chunk(client),
-            None => Ok(()),
+        let Some(client) = self.pick(&ids) else {
+            return Ok(());
+        };
+        if self.rng.random_bool(0.03)
+            && let Some(c) = self.clients.get_mut(&client)
+        {
+            // It leaves before its script is over, perhaps in the middle of a line.
+            c.to_send.clear();
+            c.leaves = true;
         }
+        self.client_chunk(client)
     }
 
     /// `client` writes the next chunk of its script; EOF or leaving once all is written.

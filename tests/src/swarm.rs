@@ -50,7 +50,7 @@ const STEP_BUDGET: u64 = 2_000_000;
 /// The most steps at one virtual instant before the run counts as a livelock.
 const SAME_INSTANT_LIMIT: u64 = 50_000;
 
-/// Why a run failed: the invariant broken, with the virtual time.
+/// Why a run failed: the invariant broken (and, from [`Swarm::run`], the virtual time).
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// What went wrong.
@@ -217,8 +217,15 @@ impl Swarm {
         w
     }
 
-    /// Runs the whole schedule: the faulty phase, the heal, the final checks.
+    /// Runs the whole schedule: the faulty phase, the heal, the final checks. A failure
+    /// names the virtual time it was found at.
     pub fn run(&mut self) -> Checked {
+        self.phases().map_err(|f| Failure {
+            what: format!("{} (at {:.4} s)", f.what, self.secs(self.now)),
+        })
+    }
+
+    fn phases(&mut self) -> Checked {
         self.start_daemon()?;
         if self.plan.faults.early_wakes {
             for p in 0..self.slots.len() {

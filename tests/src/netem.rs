@@ -6,7 +6,7 @@
 //!
 //! Each link has two one-way pipes. A pipe keeps TCP's promise (bytes in order, never lost
 //! while the link lives) and breaks every other one a test may lean on: each segment takes
-//! the link's latency plus a random jitter, writes are cut into random chunks and chunks
+//! the link's own latency (drawn per link around the configured one) plus a random jitter, writes are cut into random chunks and chunks
 //! due together may be coalesced into one read, and a pipe may be clogged one way. A
 //! partition holds every pipe ([`Partition::Hold`]: the bytes wait and flow at the heal) or
 //! cuts them ([`Partition::Drop`]: the bytes in flight are lost, and each link cut is reset
@@ -95,7 +95,8 @@ pub enum Partition {
 /// The emulator's knobs.
 #[derive(Debug, Clone, Copy)]
 pub struct NetConfig {
-    /// One-way delay of every segment.
+    /// One-way delay of a segment; each link draws its own from half to one and a half
+    /// times this.
     pub latency: Duration,
     /// Up to this much more, drawn per segment (order within a pipe is kept).
     pub jitter: Duration,
@@ -103,6 +104,13 @@ pub struct NetConfig {
     pub max_chunk: usize,
     /// Chunks due at the same time in one pipe may arrive as one read.
     pub coalesce: bool,
+}
+
+impl NetConfig {
+    /// The longest a segment may take on any link, outside clogs and partitions.
+    pub fn worst_one_way(&self) -> Duration {
+        self.latency * 3 / 2 + self.jitter
+    }
 }
 
 /// One direction of a link: segments with their due times, in order.
@@ -120,6 +128,8 @@ struct Link {
     closed: [bool; 2],
     /// Cut by a dropping partition: reset at both ends at the heal.
     cut: bool,
+    /// This link's one-way delay.
+    latency: Duration,
 }
 
 /// The network: see the module docs.
@@ -156,7 +166,13 @@ impl NetEm {
 
     /// lonc asks for a connection on a new link `link`: a SYN travels to lond.
     pub fn connect(&mut self, now: Instant, link: LinkId) {
-        self.links.insert(link, Link::default());
+        let base = self.cfg.latency.as_micros() as u64;
+        let latency = Duration::from_micros(self.rng.random_range(base / 2..=base * 3 / 2));
+        let l = Link {
+            latency,
+            ..Link::default()
+        };
+        self.links.insert(link, l);
         self.push(now, link, End::Lond, Arrival::Syn);
     }
 
@@ -221,12 +237,11 @@ impl NetEm {
 
     /// Clogs (or unclogs) the pipe of `link` that reaches `to`: its segments wait.
     pub fn clog(&mut self, now: Instant, link: LinkId, to: End, clogged: bool) {
-        let latency = self.cfg.latency;
         if let Some(l) = self.links.get_mut(&link) {
             let pipe = &mut l.pipes[to.index()];
             pipe.clogged = clogged;
             if !clogged {
-                retime(pipe, now + latency);
+                retime(pipe, now + l.latency);
             }
         }
     }
@@ -249,7 +264,6 @@ impl NetEm {
     /// reset at both ends.
     pub fn heal(&mut self, now: Instant) {
         self.partition = None;
-        let latency = self.cfg.latency;
         let cut: Vec<LinkId> = self
             .links
             .iter()
@@ -259,7 +273,7 @@ impl NetEm {
         for l in self.links.values_mut() {
             for pipe in &mut l.pipes {
                 pipe.clogged = false;
-                retime(pipe, now + latency);
+                retime(pipe, now + l.latency);
             }
         }
         for link in cut {
@@ -350,10 +364,10 @@ impl NetEm {
             0 => Duration::ZERO,
             j => Duration::from_micros(self.rng.random_range(0..=j as u64)),
         };
-        let due = now + self.cfg.latency + jitter;
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        let due = now + l.latency + jitter;
         let pipe = &mut l.pipes[to.index()];
         let due = pipe.segments.back().map_or(due, |(t, _)| due.max(*t));
         pipe.segments.push_back((due, seg));

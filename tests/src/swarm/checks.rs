@@ -87,7 +87,7 @@ impl Swarm {
     pub(super) fn bound(&self, p: usize) -> Bound {
         let s = &self.plan.settings;
         let net = self.plan.net;
-        let round_trip = (net.latency + net.jitter) * 2;
+        let round_trip = net.worst_one_way() * 2;
         let attempt = s.connect_timeout + s.handshake_timeout * 4 + s.pong_delay + round_trip * 4;
         let files = self
             .disk

@@ -61,6 +61,11 @@ fn a_seed_gives_the_same_trace_twice() {
         let a = run_seed(seed, false);
         let b = run_seed(seed, false);
         assert!(a.len() > 50, "seed {seed}: a trace of {} lines", a.len());
+        let has = |what: &str| a.iter().any(|l| l.contains(what));
+        assert!(
+            has(" got ") && has("perm log:"),
+            "seed {seed}: the trace holds what lond received and the perm log"
+        );
         assert!(a == b, "seed {seed}: two runs differ");
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use lonc_core::config::ConnectMode;
-use lonc_core::io::{ClientId, Input};
+use lonc_core::io::ClientId;
 use lonc_core::limits::{SHUTDOWN_GRACE, STOP_SLACK};
 use lonc_core::peer::{Peer, PeerState, QUEUE_LIMIT};
 
@@ -19,9 +19,7 @@ impl Swarm {
         let dead = self.slots[p].peer.as_ref().map(Peer::state) == Some(PeerState::Dead);
         if self.healed && dead {
             self.note(format!("{}: dead after the heal; USR1", self.slots[p].id));
-            self.slots[p].gate = None;
-            self.slots[p].extra_gate = None;
-            self.feed(p, Input::Revive)?;
+            self.usr1(p)?;
         }
         Ok(())
     }

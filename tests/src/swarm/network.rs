@@ -166,6 +166,7 @@ impl Swarm {
                     self.net.close(self.now, link, End::Lond);
                 }
             }
+            Event::LondStart(p) if self.slots[p].lond.up => {}
             Event::LondStart(p) => {
                 self.note(format!("lond {} starts", self.slots[p].id));
                 self.slots[p].lond.start(&mut self.rng);

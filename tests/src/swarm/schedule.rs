@@ -343,12 +343,15 @@ impl Swarm {
     pub(super) fn revive_all(&mut self) -> Checked {
         self.note("USR1".into());
         for p in 0..self.slots.len() {
-            if let Some(s) = self.slots.get_mut(p) {
-                s.gate = None;
-                s.extra_gate = None;
-            }
-            self.feed(p, Input::Revive)?;
+            self.usr1(p)?;
         }
         Ok(())
+    }
+
+    /// USR1 to peer `p`: its backoffs are forgotten.
+    pub(super) fn usr1(&mut self, p: usize) -> Checked {
+        self.slots[p].gate = None;
+        self.slots[p].extra_gate = None;
+        self.feed(p, Input::Revive)
     }
 }

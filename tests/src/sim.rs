@@ -17,6 +17,8 @@ use lonc_core::io::{ClientId, ConnId, Input, LogEvent, Output};
 use lonc_core::lond::{LondConfig, LondEvent, LondSession};
 use lonc_core::peer::Peer;
 
+use crate::lond_app::{self, Answer};
+
 /// The peer's host id in every world (the lond side).
 pub const PEER_ID: &str = "msul1";
 /// This server's host id in every world (the lonc side).
@@ -608,43 +610,25 @@ impl World {
         }
     }
 
-    /// The scripted application behind lond, as lond-sim answers.
+    /// The scripted application behind lond ([`crate::lond_app`]).
     fn answer(&mut self, conn: ConnId, id: u64, line: &[u8]) {
-        let text = String::from_utf8_lossy(line).into_owned();
-        let now = self.now;
-        let (at, data, encrypted) = if text == "ping" {
-            (now, PEER_ID.as_bytes().to_vec(), false)
-        } else if let Some(x) = text.strip_prefix("echo:") {
-            (now, x.as_bytes().to_vec(), false)
-        } else if let Some(x) = text.strip_prefix("eget:") {
-            (now, x.as_bytes().to_vec(), true)
-        } else if let Some(x) = text.strip_prefix("raw:") {
-            (now, x.as_bytes().to_vec(), false)
-        } else if let Some(rest) = text.strip_prefix("sleep:") {
-            let (ms, x) = rest.split_once(':').unwrap_or((rest, ""));
-            let ms: u64 = ms.parse().unwrap_or(0);
-            (
-                now + Duration::from_millis(ms),
-                x.as_bytes().to_vec(),
-                false,
-            )
-        } else if text == "close" {
-            self.schedule(now, Event::LondClose(conn));
-            return;
-        } else if text == "silent" {
-            return;
-        } else {
-            (now, b"unknown_cmd".to_vec(), false)
-        };
-        self.schedule(
-            at,
-            Event::LondReply {
-                conn,
-                id,
+        match lond_app::answer(PEER_ID, line) {
+            Answer::Reply {
+                after,
                 data,
                 encrypted,
-            },
-        );
+            } => self.schedule(
+                self.now + after,
+                Event::LondReply {
+                    conn,
+                    id,
+                    data,
+                    encrypted,
+                },
+            ),
+            Answer::Close => self.schedule(self.now, Event::LondClose(conn)),
+            Answer::Silent => {}
+        }
     }
 }
 

@@ -823,6 +823,31 @@ mod tests {
     }
 
     #[test]
+    fn the_state_follows_the_conversation() {
+        let mut s = LondSession::new(cfg());
+        assert_eq!(s.config(), &cfg());
+        let mut seen = vec![s.state()];
+        for line in ["init\n", &format!("{CHALLENGE}\n"), "pong\n", "ekey\n"] {
+            s.handle_data(line.as_bytes());
+            seen.push(s.state());
+        }
+        s.close();
+        seen.push(s.state());
+        let words: Vec<&str> = seen.iter().map(|state| state.as_str()).collect();
+        assert_eq!(
+            words,
+            [
+                "await init",
+                "await echo",
+                "accepted",
+                "accepted",
+                "keyed",
+                "closed"
+            ]
+        );
+    }
+
+    #[test]
     fn standard_challenge_is_pid_then_seconds() {
         assert_eq!(standard_challenge(12345, 1016600000), "123451016600000");
         assert_eq!(standard_challenge(0, 0), "00");

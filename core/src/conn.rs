@@ -544,10 +544,8 @@ pub(crate) mod tests {
         let mut c = Conn::new(t0, &s);
         let due = t0 + s.connect_timeout;
         assert_eq!(c.deadline(), Some(due));
-        assert!(matches!(
-            c.handle_timeout(due, &s),
-            Some(Event::ConnectTimedOut)
-        ));
+        let event = fires_at(&mut c, &s, due);
+        assert!(matches!(event, Some(Event::ConnectTimedOut)), "{event:?}");
     }
 
     #[test]

@@ -202,6 +202,8 @@ mod tests {
         load(&mut pool, ConnId(0), 1, now);
         load(&mut pool, ConnId(2), 1, now);
         assert_eq!(pool.least_loaded(&s), None, "every pipeline is full");
+        let loads: Vec<usize> = pool.iter().map(Conn::in_flight).collect();
+        assert_eq!(loads, [2, 2, 2, 0], "in id order, the opening one last");
     }
 
     #[test]
@@ -226,13 +228,17 @@ mod tests {
         let mut pool = Pool::default();
         assert!(pool.wants_another(&s), "none at all");
         let first = pool.open(now, &s);
+        assert!(!pool.is_empty() && !pool.any_ready());
         assert!(!pool.wants_another(&s), "one is being opened");
         pool.conns.insert(first, ready(now, &s));
         assert!(pool.any_ready());
         assert!(!pool.wants_another(&s), "the ready one has room");
         load(&mut pool, first, 1, now);
         assert!(pool.wants_another(&s));
-        pool.open(now, &s);
+        let second = pool.open(now, &s);
+        assert!(!pool.wants_another(&s), "one is being opened");
+        pool.conns.insert(second, ready(now, &s));
+        load(&mut pool, second, 1, now);
         assert!(!pool.wants_another(&s), "max_connections reached");
         assert!(
             Pool::default().wants_another(&settings(1, 0)),

@@ -283,6 +283,7 @@ mod tests {
         let req = clients.request(a, false).unwrap();
         clients.open(a, 100);
         assert_eq!(clients.ids(), [b, a]);
+        assert_eq!(clients.len(), 2);
         assert!(!clients.complete(a, req, Some("x\n".into()), false, &mut out));
         assert_eq!(drain(&mut out), [reply(a, "x\n")]);
         assert!(clients.remove(a));

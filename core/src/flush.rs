@@ -284,9 +284,11 @@ mod tests {
     fn a_round_reads_sends_and_deletes_one_file_at_a_time() {
         let mut f = DelayedFlush::new();
         let mut out = VecDeque::new();
+        assert!(!f.wants_connection());
         f.start(&mut out);
         f.start(&mut out);
         assert_eq!(out.drain(..).collect::<Vec<_>>(), [Output::ListDelayed]);
+        assert!(!f.wants_connection(), "listing needs no connection");
         f.listed(
             &[entry("2.b.p"), entry("1.a.p"), entry("3.c.q")],
             "p",
@@ -301,6 +303,7 @@ mod tests {
         assert_eq!((name.as_str(), &request[..]), ("1.a.p", &b"ping"[..]));
         f.sent(name.clone(), ConnId(0));
         assert!(f.to_send().is_none());
+        assert!(!f.wants_connection(), "in flight: its connection is there");
         f.delivered(name, &request, "p", &mut out);
         let outs: Vec<_> = out.drain(..).collect();
         assert_eq!(

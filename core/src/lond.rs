@@ -218,7 +218,10 @@ impl LondSession {
             match self.decoder.next_line() {
                 None => break,
                 Some(Ok(line)) => self.handle_line(chomp(&line)),
-                Some(Err(_)) => self.close(),
+                Some(Err(_)) => {
+                    self.close();
+                    break;
+                }
             }
         }
     }

@@ -91,13 +91,16 @@ impl RequestQueue {
 
     /// Drops every request of `client`; how many there were.
     pub(crate) fn remove_client(&mut self, client: ClientId) -> usize {
-        let before = self.items.len();
-        self.items.retain(|q| q.client != client);
-        let dropped = before - self.items.len();
-        if dropped > 0 {
-            self.bytes = self.items.iter().map(Queued::bytes).sum();
-        }
-        dropped
+        let (before, mut freed) = (self.items.len(), 0);
+        self.items.retain(|q| {
+            let keep = q.client != client;
+            if !keep {
+                freed += q.bytes();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        before - self.items.len()
     }
 }
 

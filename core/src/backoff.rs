@@ -193,6 +193,20 @@ mod tests {
     }
 
     #[test]
+    fn equal_bounds_wait_exactly_that_long() {
+        let s = LinkSettings {
+            retry_min: Duration::from_millis(1500),
+            retry_max: Duration::from_millis(1500),
+            ..settings()
+        };
+        let mut b = Backoff::new(3);
+        for serving in [false, true] {
+            let (wait, _) = b.failed(&s, serving, "refused".into());
+            assert_eq!(wait, Some(Duration::from_millis(1500)));
+        }
+    }
+
+    #[test]
     fn the_same_seed_draws_the_same_waits() {
         let s = settings();
         let (mut a, mut b) = (Backoff::new(42), Backoff::new(42));

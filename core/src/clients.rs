@@ -167,10 +167,8 @@ impl Clients {
             return false;
         };
         let mut close = false;
-        while c.slots.front().is_some_and(|s| s.done.is_some()) {
-            let Some(done) = c.slots.pop_front().and_then(|s| s.done) else {
-                break;
-            };
+        while let Some(done) = c.slots.front_mut().and_then(|s| s.done.take()) {
+            c.slots.pop_front();
             if let Some(data) = done.data {
                 out.push_back(Output::Reply { client, data });
             }
@@ -203,15 +201,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn replies_go_out_in_the_clients_order() {
+    /// Client 1 with two requests, the second answered `b` first: the first's id.
+    fn second_answered_first(out: &mut VecDeque<Output>) -> (Clients, ReqId) {
         let c = ClientId(1);
         let mut clients = Clients::default();
-        let mut out = VecDeque::new();
         clients.open(c, 100);
         let first = clients.request(c, false).unwrap();
         let second = clients.request(c, false).unwrap();
-        assert!(!clients.complete(c, second, Some("b\n".into()), false, &mut out));
+        assert!(!clients.complete(c, second, Some("b\n".into()), false, out));
+        (clients, first)
+    }
+
+    #[test]
+    fn replies_go_out_in_the_clients_order() {
+        let c = ClientId(1);
+        let mut out = VecDeque::new();
+        let (mut clients, first) = second_answered_first(&mut out);
         assert!(out.is_empty(), "the second waits for the first");
         assert!(!clients.complete(c, first, Some("a\n".into()), false, &mut out));
         assert_eq!(drain(&mut out), [reply(c, "a\n"), reply(c, "b\n")]);
@@ -249,7 +254,50 @@ mod tests {
         assert_eq!(clients.request(c, false), None);
         assert_eq!(clients.eof(c, &mut out), None);
         assert!(!clients.complete(c, 0, None, true, &mut out));
+        assert!(!clients.finish_now(c, Some("bye\n".into()), &mut out));
+        assert!(!clients.remove(c));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_closing_reply_ends_the_client_before_later_ones() {
+        let c = ClientId(1);
+        let mut out = VecDeque::new();
+        let (mut clients, first) = second_answered_first(&mut out);
+        assert!(clients.complete(c, first, None, true, &mut out));
+        assert_eq!(
+            drain(&mut out),
+            [Output::CloseClient { client: c }],
+            "nothing is written after the close"
+        );
+        assert_eq!(clients.len(), 0);
+    }
+
+    #[test]
+    fn a_client_opened_twice_keeps_its_requests() {
+        let (a, b) = (ClientId(2), ClientId(1));
+        let mut clients = Clients::default();
+        let mut out = VecDeque::new();
+        clients.open(a, 100);
+        clients.open(b, 100);
+        let req = clients.request(a, false).unwrap();
+        clients.open(a, 100);
+        assert_eq!(clients.ids(), [b, a]);
+        assert_eq!(clients.len(), 2);
+        assert!(!clients.complete(a, req, Some("x\n".into()), false, &mut out));
+        assert_eq!(drain(&mut out), [reply(a, "x\n")]);
+        assert!(clients.remove(a));
+        assert_eq!(clients.ids(), [b]);
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_an_error() {
+        let c = ClientId(1);
+        let mut clients = Clients::default();
+        clients.open(c, 3);
+        clients.push(c, b"abcd\n");
+        assert_eq!(clients.next_line(c), Some(Err(LineTooLong { limit: 3 })));
+        assert_eq!(clients.next_line(ClientId(5)), None, "not known");
     }
 
     #[test]

@@ -294,3 +294,334 @@ impl Conn {
         in_flight.into_iter().map(|f| f.sent)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::key::buildkey;
+
+    const PEER: &str = "msul1";
+    const OWN: &str = "msul2";
+    const BUILDKEY: &[u8] = b"3451878943AF7E9B2C40812\n";
+
+    fn settings() -> LinkSettings {
+        LinkSettings {
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(60),
+            pong_delay: Duration::from_secs(2),
+            max_reply: 1024,
+            ..LinkSettings::default()
+        }
+    }
+
+    /// The cipher lond keys for the link once it answered `ekey` with [`BUILDKEY`].
+    fn lond_cipher() -> LinkCipher {
+        LinkCipher::new(&buildkey(PEER, OWN, BUILDKEY))
+    }
+
+    /// Feeds one line from lond and reads the one event it makes.
+    fn line(c: &mut Conn, now: Instant, s: &LinkSettings, line: &[u8]) -> Option<Event> {
+        c.push(now, line);
+        c.next_event(now, s)
+    }
+
+    /// The bytes of a `Transmit` event.
+    fn transmitted(event: Option<Event>) -> Bytes {
+        match event {
+            Some(Event::Transmit(data)) => data,
+            other => panic!("expected Transmit, got {other:?}"),
+        }
+    }
+
+    /// Why a `Failed` event gave up.
+    fn failed(event: Option<Event>) -> String {
+        match event {
+            Some(Event::Failed(why)) => why,
+            other => panic!("expected Failed, got {other:?}"),
+        }
+    }
+
+    /// Why a `Lost` event gave up.
+    fn lost(event: Option<Event>) -> String {
+        match event {
+            Some(Event::Lost(why)) => why,
+            other => panic!("expected Lost, got {other:?}"),
+        }
+    }
+
+    /// What is due at `due` on `c`, after checking that nothing is a nanosecond before.
+    fn fires_at(c: &mut Conn, s: &LinkSettings, due: Instant) -> Option<Event> {
+        let early = c.handle_timeout(due - Duration::from_nanos(1), s);
+        assert!(early.is_none(), "{early:?} before {due:?}");
+        c.handle_timeout(due, s)
+    }
+
+    fn client(req: ReqId) -> Sent {
+        Sent::Client {
+            client: ClientId(1),
+            req,
+        }
+    }
+
+    /// A connection opened at `now` and brought through the whole handshake (no pong
+    /// delay): ready, nothing in flight.
+    pub(crate) fn ready(now: Instant, s: &LinkSettings) -> Conn {
+        let mut c = Conn::new(now, s);
+        c.connected(now, Handshake::new(PEER, OWN, false), s)
+            .expect("a new connection waits for its connect");
+        transmitted(line(&mut c, now, s, b"12345\n"));
+        transmitted(line(&mut c, now, s, b"ok\n"));
+        transmitted(line(&mut c, now, s, b"msul1:msul2\n"));
+        let event = line(&mut c, now, s, BUILDKEY);
+        assert!(
+            matches!(
+                event,
+                Some(Event::Ready {
+                    host_line_matched: true
+                })
+            ),
+            "{event:?}"
+        );
+        c
+    }
+
+    #[test]
+    fn the_handshake_steps_are_written_in_order_and_end_ready() {
+        let s = settings();
+        let now = Instant::now();
+        let mut c = Conn::new(now, &s);
+        assert!(c.is_connecting() && !c.is_ready());
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.idle_since(), None, "not ready: never idle");
+        assert!(
+            c.send(now, b"ping", client(0), now).is_none(),
+            "nothing is sent before the handshake"
+        );
+        let init = c.connected(now, Handshake::new(PEER, OWN, false), &s);
+        assert_eq!(init.as_deref(), Some(&b"init\n"[..]));
+        assert!(
+            c.connected(now, Handshake::new(PEER, OWN, false), &s)
+                .is_none(),
+            "a second connect report starts no second handshake"
+        );
+        assert!(!c.is_connecting());
+        assert_eq!(
+            &transmitted(line(&mut c, now, &s, b"12345\n"))[..],
+            b"12345\n"
+        );
+        assert_eq!(&transmitted(line(&mut c, now, &s, b"ok\n"))[..], b"pong\n");
+        assert_eq!(
+            &transmitted(line(&mut c, now, &s, b"someone:else\n"))[..],
+            b"ekey\n"
+        );
+        let event = line(&mut c, now, &s, BUILDKEY);
+        assert!(
+            matches!(
+                event,
+                Some(Event::Ready {
+                    host_line_matched: false
+                })
+            ),
+            "{event:?}"
+        );
+        assert!(c.is_ready());
+        assert_eq!(c.idle_since(), Some(now));
+        assert_eq!(c.deadline(), None, "ready and idle: no deadline of its own");
+    }
+
+    #[test]
+    fn encrypt_requests_go_out_encrypted_and_enc_replies_come_back_decrypted() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut c = ready(t0, &s);
+        let lond = lond_cipher();
+        let t1 = t0 + Duration::from_secs(1);
+        let wire = c.send(t1, b"encrypt:passwd", client(0), t1 + s.transaction_timeout);
+        let wire = wire.expect("a ready connection sends");
+        assert_eq!(wire.last(), Some(&b'\n'));
+        assert_eq!(
+            lond.decrypt_line(chomp(&wire)),
+            Ok(Decoded::Decrypted(b"passwd".to_vec()))
+        );
+        let plain = c.send(t1, b"ping", client(1), t1 + s.transaction_timeout);
+        assert_eq!(plain.as_deref(), Some(&b"ping\n"[..]));
+        assert_eq!(c.in_flight(), 2);
+        assert_eq!(c.idle_since(), None, "requests in flight: not idle");
+
+        let mut reply = lond.encrypt_line(b"ok:secret");
+        reply.push(b'\n');
+        match line(&mut c, t1, &s, &reply) {
+            Some(Event::Reply {
+                sent: Sent::Client { req: 0, .. },
+                data: Some(data),
+            }) => assert_eq!(&data[..], b"ok:secret\n"),
+            other => panic!("{other:?}"),
+        }
+        match line(&mut c, t1, &s, b"pong\n") {
+            Some(Event::Reply {
+                sent: Sent::Client { req: 1, .. },
+                data: Some(data),
+            }) => assert_eq!(&data[..], b"pong\n", "a plain reply passes as read"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.idle_since(), Some(t1));
+    }
+
+    #[test]
+    fn an_empty_reply_carries_no_data() {
+        let s = settings();
+        let now = Instant::now();
+        let mut c = ready(now, &s);
+        c.send(now, b"ping", client(7), now + s.transaction_timeout);
+        match line(&mut c, now, &s, b"\n") {
+            Some(Event::Reply {
+                sent: Sent::Client { req: 7, .. },
+                data: None,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_enc_reply_that_cannot_be_decrypted_is_garbled() {
+        let s = settings();
+        let now = Instant::now();
+        let mut c = ready(now, &s);
+        c.send(now, b"ping", client(3), now + s.transaction_timeout);
+        match line(&mut c, now, &s, b"enc:99:0011223344556677\n") {
+            Some(Event::Garbled {
+                sent: Sent::Client { req: 3, .. },
+                error: CipherError::LengthTooLarge { declared: 99, .. },
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reply_with_no_request_or_too_long_loses_the_connection() {
+        let s = settings();
+        let now = Instant::now();
+        let mut c = ready(now, &s);
+        let why = lost(line(&mut c, now, &s, b"unasked\n"));
+        assert_eq!(why, "protocol error: reply with no request");
+        let mut c = ready(now, &s);
+        c.send(now, b"ping", client(0), now + s.transaction_timeout);
+        let why = lost(line(&mut c, now, &s, &vec![b'x'; s.max_reply + 1]));
+        assert_eq!(why, "protocol error: reply line longer than 1024 bytes");
+    }
+
+    #[test]
+    fn a_handshake_line_is_held_to_the_handshake_limit() {
+        let s = LinkSettings {
+            max_reply: 10 * HANDSHAKE_LINE_LIMIT,
+            ..settings()
+        };
+        let now = Instant::now();
+        let mut c = Conn::new(now, &s);
+        c.connected(now, Handshake::new(PEER, OWN, false), &s);
+        let why = failed(line(&mut c, now, &s, &vec![b'1'; HANDSHAKE_LINE_LIMIT + 1]));
+        assert_eq!(
+            why,
+            "handshake failed: lond sent a line longer than 1024 bytes"
+        );
+    }
+
+    #[test]
+    fn lines_before_the_connect_completes_say_nothing() {
+        let s = settings();
+        let now = Instant::now();
+        let mut c = Conn::new(now, &s);
+        assert!(line(&mut c, now, &s, b"12345\n").is_none());
+        assert!(c.is_connecting());
+    }
+
+    #[test]
+    fn the_connect_times_out_at_its_deadline() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0, &s);
+        let due = t0 + s.connect_timeout;
+        assert_eq!(c.deadline(), Some(due));
+        let event = fires_at(&mut c, &s, due);
+        assert!(matches!(event, Some(Event::ConnectTimedOut)), "{event:?}");
+    }
+
+    #[test]
+    fn each_handshake_step_has_its_own_deadline() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0, &s);
+        let t1 = t0 + Duration::from_secs(1);
+        c.connected(t1, Handshake::new(PEER, OWN, false), &s);
+        assert_eq!(c.deadline(), Some(t1 + s.handshake_timeout));
+        let t2 = t1 + Duration::from_secs(1);
+        transmitted(line(&mut c, t2, &s, b"12345\n"));
+        let due = t2 + s.handshake_timeout;
+        assert_eq!(c.deadline(), Some(due), "the echo starts a new step");
+        assert_eq!(
+            failed(fires_at(&mut c, &s, due)),
+            "handshake timed out waiting for ok"
+        );
+    }
+
+    #[test]
+    fn the_pong_waits_for_the_pong_delay() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut c = Conn::new(t0, &s);
+        c.connected(t0, Handshake::new(PEER, OWN, true), &s);
+        transmitted(line(&mut c, t0, &s, b"12345\n"));
+        assert!(line(&mut c, t0, &s, b"ok\n").is_none(), "no pong yet");
+        let due = t0 + s.pong_delay;
+        assert_eq!(c.deadline(), Some(due));
+        assert_eq!(&transmitted(fires_at(&mut c, &s, due))[..], b"pong\n");
+        assert_eq!(c.deadline(), Some(due + s.handshake_timeout));
+        let why = failed(fires_at(&mut c, &s, due + s.handshake_timeout));
+        assert_eq!(why, "handshake timed out waiting for pong");
+    }
+
+    #[test]
+    fn the_oldest_request_sets_the_deadline_and_its_timeout_loses_the_link() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut c = ready(t0, &s);
+        let (early, late) = (t0 + Duration::from_secs(3), t0 + Duration::from_secs(9));
+        c.send(t0, b"a", client(0), late);
+        c.send(t0, b"b", client(1), early);
+        assert_eq!(c.deadline(), Some(early), "the earliest of those in flight");
+        assert_eq!(lost(fires_at(&mut c, &s, early)), "request timed out");
+    }
+
+    #[test]
+    fn the_unanswered_requests_come_back_in_order() {
+        let s = settings();
+        let now = Instant::now();
+        let mut c = ready(now, &s);
+        c.send(now, b"a", client(4), now);
+        c.send(
+            now,
+            b"b",
+            Sent::Delayed {
+                name: "1.x.msul1".into(),
+                request: Bytes::from_static(b"b"),
+            },
+            now,
+        );
+        let left: Vec<_> = c.into_unanswered().collect();
+        assert!(
+            matches!(
+                &left[..],
+                [Sent::Client { req: 4, .. }, Sent::Delayed { name, .. }] if name == "1.x.msul1"
+            ),
+            "{left:?}"
+        );
+        let opening = Conn::new(now, &s);
+        assert_eq!(
+            opening.into_unanswered().count(),
+            0,
+            "no request is ever sent before the handshake"
+        );
+    }
+}

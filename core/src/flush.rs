@@ -268,13 +268,27 @@ mod tests {
         )
     }
 
+    /// A round of `1.a.p` and `2.b.p`, the first sent; no output left.
+    fn first_of_two_in_flight() -> (DelayedFlush, VecDeque<Output>) {
+        let mut f = DelayedFlush::new();
+        let mut out = VecDeque::new();
+        f.start(&mut out);
+        f.listed(&[entry("1.a.p"), entry("2.b.p")], "p", &mut out);
+        f.read("1.a.p", Ok(b"ping\n"), 100, &mut out);
+        f.sent("1.a.p".into(), ConnId(0));
+        out.clear();
+        (f, out)
+    }
+
     #[test]
     fn a_round_reads_sends_and_deletes_one_file_at_a_time() {
         let mut f = DelayedFlush::new();
         let mut out = VecDeque::new();
+        assert!(!f.wants_connection());
         f.start(&mut out);
         f.start(&mut out);
         assert_eq!(out.drain(..).collect::<Vec<_>>(), [Output::ListDelayed]);
+        assert!(!f.wants_connection(), "listing needs no connection");
         f.listed(
             &[entry("2.b.p"), entry("1.a.p"), entry("3.c.q")],
             "p",
@@ -289,6 +303,7 @@ mod tests {
         assert_eq!((name.as_str(), &request[..]), ("1.a.p", &b"ping"[..]));
         f.sent(name.clone(), ConnId(0));
         assert!(f.to_send().is_none());
+        assert!(!f.wants_connection(), "in flight: its connection is there");
         f.delivered(name, &request, "p", &mut out);
         let outs: Vec<_> = out.drain(..).collect();
         assert_eq!(
@@ -304,16 +319,116 @@ mod tests {
     }
 
     #[test]
-    fn an_unanswered_message_resumes_the_round_later() {
+    fn an_empty_reply_keeps_the_file_and_goes_on() {
+        let (mut f, mut out) = first_of_two_in_flight();
+        f.empty_reply("1.a.p", &mut out);
+        let outs: Vec<_> = out.drain(..).collect();
+        assert!(
+            !outs
+                .iter()
+                .any(|o| matches!(o, Output::DeleteDelayed { .. } | Output::PermLog(_))),
+            "not delivered: {outs:?}"
+        );
+        assert!(
+            matches!(&outs[0], Output::Log(e) if e.severity == Severity::Warning
+                && e.message.contains("1.a.p got an empty reply; left in place")),
+            "{outs:?}"
+        );
+        assert_eq!(
+            outs[1],
+            Output::ReadDelayed {
+                name: "2.b.p".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_listing_failure_is_logged_once_until_a_listing_succeeds() {
+        let mut f = DelayedFlush::new();
+        let mut out = VecDeque::new();
+        let criticals = |out: &mut VecDeque<Output>| {
+            out.drain(..)
+                .filter(|o| matches!(o, Output::Log(e) if e.severity == Severity::Critical))
+                .count()
+        };
+        f.list_failed(Some("denied"), &mut out);
+        assert!(out.is_empty(), "no listing was asked for");
+        for _ in 0..2 {
+            f.start(&mut out);
+            f.list_failed(Some("denied"), &mut out);
+            assert!(f.is_idle(), "the round ends");
+        }
+        assert_eq!(criticals(&mut out), 1);
+        f.start(&mut out);
+        f.list_failed(None, &mut out);
+        f.start(&mut out);
+        f.listed(&[], "p", &mut out);
+        assert!(f.is_idle(), "an empty spool ends the round at once");
+        f.start(&mut out);
+        f.list_failed(Some("denied"), &mut out);
+        assert_eq!(criticals(&mut out), 1, "logged again after a success");
+        f.listed(&[entry("1.a.p")], "p", &mut out);
+        assert!(out.is_empty(), "a listing not asked for is ignored");
+    }
+
+    #[test]
+    fn an_unusable_file_is_skipped_and_a_failed_delete_skips_it_next_round() {
         let mut f = DelayedFlush::new();
         let mut out = VecDeque::new();
         f.start(&mut out);
         f.listed(&[entry("1.a.p"), entry("2.b.p")], "p", &mut out);
+        f.read("1.a.p", Ok(b"\n"), 100, &mut out);
+        assert_eq!(
+            out.pop_back(),
+            Some(Output::ReadDelayed {
+                name: "2.b.p".into()
+            }),
+            "an empty file is not sent"
+        );
+        f.read("2.b.p", Ok(b"ping\n"), 100, &mut out);
+        f.sent("2.b.p".into(), ConnId(0));
+        f.delivered("2.b.p".into(), b"ping", "p", &mut out);
+        out.clear();
+        f.delete_failed("2.b.p", "denied", &mut out);
+        assert!(
+            matches!(&out.pop_back(), Some(Output::Log(e)) if e.severity == Severity::Critical)
+        );
+        f.start(&mut out);
+        f.listed(&[entry("2.b.p")], "p", &mut out);
+        assert!(f.is_idle(), "the undeletable file is not sent again");
+        f.retry_undeletable();
+        f.start(&mut out);
+        f.listed(&[entry("2.b.p")], "p", &mut out);
+        assert!(!f.is_idle(), "USR1 tries it again");
+    }
+
+    #[test]
+    fn stop_and_abort_unsent_end_a_round_not_yet_sending() {
+        let mut f = DelayedFlush::new();
+        let mut out = VecDeque::new();
+        f.start(&mut out);
+        f.stop();
+        assert!(f.is_idle(), "a listing is dropped at shutdown");
+        f.start(&mut out);
+        f.listed(&[entry("1.a.p")], "p", &mut out);
         f.read("1.a.p", Ok(b"ping\n"), 100, &mut out);
-        f.sent("1.a.p".into(), ConnId(3));
+        f.sent("1.a.p".into(), ConnId(0));
+        f.abort_unsent();
+        assert!(!f.is_idle(), "a message in flight stays");
+        f.resume(&mut out);
+        assert!(
+            !f.is_idle(),
+            "resume only goes on after an unanswered message"
+        );
+        f.abort();
+        assert!(f.is_idle());
+    }
+
+    #[test]
+    fn an_unanswered_message_resumes_the_round_later() {
+        let (mut f, mut out) = first_of_two_in_flight();
         f.stop();
         assert!(!f.is_idle(), "a message in flight outlives stop");
-        out.clear();
         f.unanswered("1.a.p", &mut out);
         assert!(f.wants_connection());
         f.resume(&mut out);

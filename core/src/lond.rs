@@ -218,7 +218,10 @@ impl LondSession {
             match self.decoder.next_line() {
                 None => break,
                 Some(Ok(line)) => self.handle_line(chomp(&line)),
-                Some(Err(_)) => self.close(),
+                Some(Err(_)) => {
+                    self.close();
+                    break;
+                }
             }
         }
     }
@@ -820,6 +823,31 @@ mod tests {
         assert_eq!(s.poll_event(), None);
         assert_eq!(s.pending_replies(), 0);
         assert!(!s.is_ready());
+    }
+
+    #[test]
+    fn the_state_follows_the_conversation() {
+        let mut s = LondSession::new(cfg());
+        assert_eq!(s.config(), &cfg());
+        let mut seen = vec![s.state()];
+        for line in ["init\n", &format!("{CHALLENGE}\n"), "pong\n", "ekey\n"] {
+            s.handle_data(line.as_bytes());
+            seen.push(s.state());
+        }
+        s.close();
+        seen.push(s.state());
+        let words: Vec<&str> = seen.iter().map(|state| state.as_str()).collect();
+        assert_eq!(
+            words,
+            [
+                "await init",
+                "await echo",
+                "accepted",
+                "accepted",
+                "keyed",
+                "closed"
+            ]
+        );
     }
 
     #[test]

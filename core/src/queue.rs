@@ -91,13 +91,16 @@ impl RequestQueue {
 
     /// Drops every request of `client`; how many there were.
     pub(crate) fn remove_client(&mut self, client: ClientId) -> usize {
-        let before = self.items.len();
-        self.items.retain(|q| q.client != client);
-        let dropped = before - self.items.len();
-        if dropped > 0 {
-            self.bytes = self.items.iter().map(Queued::bytes).sum();
-        }
-        dropped
+        let (before, mut freed) = (self.items.len(), 0);
+        self.items.retain(|q| {
+            let keep = q.client != client;
+            if !keep {
+                freed += q.bytes();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        before - self.items.len()
     }
 }
 
@@ -114,11 +117,21 @@ mod tests {
     }
 
     #[test]
+    fn the_bounds_are_the_documented_ones() {
+        // docs/PROTOCOL.md, section "Queueing": 10000 requests and 64 MiB.
+        assert_eq!(QUEUE_LIMIT, 10_000);
+        assert_eq!(QUEUE_BYTES_LIMIT, 64 << 20);
+    }
+
+    #[test]
     fn the_count_bound_holds() {
         let mut q = RequestQueue::default();
-        for _ in 0..QUEUE_LIMIT {
+        assert!(q.is_empty());
+        for n in 0..QUEUE_LIMIT {
+            assert_eq!(q.len(), n);
             assert!(!q.is_full_for(&request(1, 1), 100));
             q.push(request(1, 1));
+            assert!(!q.is_empty());
         }
         assert!(q.is_full_for(&request(1, 1), 100));
         let reconnect = Queued {
@@ -151,10 +164,25 @@ mod tests {
         q.push(request(2, 20));
         q.push(request(1, 30));
         assert_eq!(q.remove_client(ClientId(1)), 2);
-        assert_eq!(q.remove_client(ClientId(1)), 0);
         assert_eq!(q.len(), 1);
         assert_eq!(q.front().map(|i| i.client), Some(ClientId(2)));
         assert!(!q.is_full_for(&request(3, QUEUE_BYTES_LIMIT - 20), 0));
         assert!(q.is_full_for(&request(3, QUEUE_BYTES_LIMIT - 19), 0));
+        assert_eq!(q.remove_client(ClientId(1)), 0);
+        assert!(!q.is_full_for(&request(3, QUEUE_BYTES_LIMIT - 20), 0));
+    }
+
+    #[test]
+    fn a_request_taken_gives_its_bytes_back() {
+        let mut q = RequestQueue::default();
+        q.push(request(1, 10));
+        q.push(request(2, 20));
+        q.push(request(3, 30));
+        assert_eq!(q.pop_front().map(|i| i.client), Some(ClientId(1)));
+        assert!(!q.is_full_for(&request(4, QUEUE_BYTES_LIMIT - 50), 0));
+        assert!(q.is_full_for(&request(4, QUEUE_BYTES_LIMIT - 49), 0));
+        q.pop_front();
+        q.pop_front();
+        assert!(q.pop_front().is_none() && q.is_empty());
     }
 }

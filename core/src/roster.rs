@@ -121,7 +121,18 @@ mod tests {
         assert_eq!(change.stop, vec!["a".to_string()]);
         assert_eq!(change.restart, vec![moved]);
         assert_eq!(change.keep, vec!["b".to_string()]);
-        assert!(reload(&new, &new).is_empty());
+        assert!(!change.is_empty());
+        assert!(
+            reload(&new, &new).is_empty(),
+            "only kept peers: nothing changes"
+        );
+        let only = |change: RosterChange| !change.is_empty();
+        assert!(only(reload(&[], &[spec("a", "1")])), "a start");
+        assert!(only(reload(&[spec("a", "1")], &[])), "a stop");
+        assert!(
+            only(reload(&[spec("a", "1")], &[spec("a", "2")])),
+            "a restart"
+        );
     }
 
     proptest! {

@@ -100,6 +100,7 @@ mod tests {
         assert_eq!(table.next_timeout(), None);
         table.set(Timer::Rescan, 60);
         table.set(Timer::Retry, 5);
+        assert!(table.is_armed(Timer::Retry) && !table.is_armed(Timer::Grace));
         assert_eq!(table.next_timeout(), Some(5));
         table.stop(Timer::Retry);
         assert!(!table.is_armed(Timer::Retry));

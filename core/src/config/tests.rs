@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::build::Build;
-use super::value::{DAY, TENTH, parse_duration, seconds};
+use super::value::{Bytes, Count, DAY, GIB, Port, Seconds, TENTH, parse_duration, seconds};
 use super::*;
 use proptest::prelude::*;
 
@@ -913,6 +913,47 @@ fn describe_names_exactly_the_known_variables() {
 }
 
 #[test]
+fn each_form_writes_its_own_unit() {
+    // The constants above are built at compile time; the same constructors at run time.
+    assert_eq!(
+        Seconds::range(TENTH, DAY).to_string(),
+        "0.1 to 86400 seconds"
+    );
+    assert_eq!(
+        Bytes::range(1024, GIB).to_string(),
+        "1024 to 1073741824 bytes"
+    );
+    assert_eq!(Count::range(1, 64).to_string(), "1 to 64");
+    assert_eq!(Port::range(1, 65_535).to_string(), "1 to 65535");
+    assert_eq!(Range::new(2u64, 3, "tries").to_string(), "2 to 3 tries");
+}
+
+#[test]
+fn required_variables_say_what_they_take() {
+    let valid: Vec<(&str, String)> = KNOBS
+        .iter()
+        .filter(|knob| knob.required)
+        .map(|knob| (knob.name, (knob.valid)()))
+        .collect();
+    let want = [
+        ("lonHostID", "a host id"),
+        ("lonTabDir", "a directory"),
+        ("lonSockDir", "a directory"),
+        ("londPort", "1 to 65535"),
+        ("lonDaemons", "a directory"),
+        ("lonDocRoot", "a directory"),
+    ];
+    let want: Vec<(&str, String)> = want.iter().map(|(n, v)| (*n, v.to_string())).collect();
+    assert_eq!(valid, want);
+    assert!(
+        KNOBS
+            .iter()
+            .filter(|k| k.required)
+            .all(|k| (k.default)().is_none())
+    );
+}
+
+#[test]
 fn seconds_are_shortest_exact_decimals() {
     assert_eq!(seconds(Duration::ZERO), "0");
     assert_eq!(seconds(Duration::from_millis(1500)), "1.5");
@@ -1115,6 +1156,12 @@ fn render(vars: &[(&str, String)], styles: &[Style], junk: &[String]) -> String 
 }
 
 proptest! {
+    #[test]
+    fn written_seconds_read_back_exactly(secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+        let d = Duration::new(secs, nanos);
+        prop_assert_eq!(parse_duration(&seconds(d)), Ok(d));
+    }
+
     #[test]
     fn parser_and_builder_never_panic(text in "\\PC*", text2 in "(PerlSetVar|lonc|[ \t\r\n.0-9a-zA-Z-])*") {
         let _ = parse_perlsetvars("a", &text);

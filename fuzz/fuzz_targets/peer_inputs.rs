@@ -1,8 +1,8 @@
 //! Fuzz target: a peer that starts from a settled, handshaken link (eager mode, a real
-//! `LondSession` from the core on the other end) and is fed what the input chooses:
+//! `LondSession` from the core on the other end; or idle in on-demand mode) and is fed what the input chooses:
 //! client requests (plain and `encrypt:`, in one or two writes, over-long,
 //! `close_connection_exit`), EOFs and losses, lond answers (echoes plain and `enc:`,
-//! garbage, empty), raw bytes, held and released links, closes, connects that succeed, are
+//! garbage, undecryptable `enc:`, empty), raw bytes, held and released links, closes, connects that succeed, are
 //! refused or fail, backlogs, spool answers, time, USR1 and TERM. After every step the
 //! oracle of `lonc_fuzz::world` and `lonc_fuzz::model` holds: one reply per request, in
 //! order, to its own client; the queue matches the model; connections within
@@ -20,6 +20,7 @@ use lonc_fuzz::world::{Answer, World};
 /// The knobs, from small ranges so that every deadline is reachable.
 #[derive(Debug, Arbitrary)]
 struct Knobs {
+    on_demand: bool,
     pipeline: u8,
     max_connections: u8,
     transaction_secs: u8,
@@ -33,7 +34,11 @@ impl Knobs {
     fn settings(&self) -> LinkSettings {
         let secs = |s: u8, max: u8| Duration::from_secs(u64::from(s % max) + 1);
         LinkSettings {
-            connect_mode: ConnectMode::Eager,
+            connect_mode: if self.on_demand {
+                ConnectMode::OnDemand
+            } else {
+                ConnectMode::Eager
+            },
             pipeline: usize::from(self.pipeline % 3) + 1,
             max_connections: usize::from(self.max_connections % 3) + 1,
             transaction_timeout: secs(self.transaction_secs, 10),
@@ -100,6 +105,7 @@ enum How {
     Echo,
     EchoEncrypted,
     Raw(Vec<u8>),
+    Garbled(u8),
 }
 
 fuzz_target!(|input: (Knobs, Vec<Op>)| {
@@ -126,6 +132,7 @@ fuzz_target!(|input: (Knobs, Vec<Op>)| {
                     How::Echo => Answer::Echo,
                     How::EchoEncrypted => Answer::EchoEncrypted,
                     How::Raw(b) => Answer::Raw(b),
+                    How::Garbled(n) => Answer::Garbled(n),
                 };
                 w.answer(link, request, how)
             }

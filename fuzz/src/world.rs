@@ -36,6 +36,8 @@ pub enum Answer {
     EchoEncrypted,
     /// These bytes (LF removed), whatever they are: empty, `enc:` garbage, too long.
     Raw(Vec<u8>),
+    /// A well-formed `enc:` line whose length is more than its blocks hold.
+    Garbled(u8),
 }
 
 /// lond's side of one connection.
@@ -77,8 +79,9 @@ pub struct World {
 }
 
 impl World {
-    /// A peer with `settings` (eager mode), its first connection accepted, handshaken and
-    /// its first spool round answered empty: the settled ready state.
+    /// A peer with `settings`, in eager mode its first connection accepted, handshaken
+    /// and its first spool round answered empty: the settled ready state. (In on-demand
+    /// mode it starts idle.)
     pub fn ready(settings: LinkSettings, chunk: usize) -> World {
         let now = Instant::now();
         let mut w = World {
@@ -102,6 +105,9 @@ impl World {
             inputs: VecDeque::new(),
         };
         w.drain();
+        if w.dialing.is_empty() {
+            return w;
+        }
         w.accept(0, false, false);
         if w.peer.state() != PeerState::Ready {
             w.to_deadline(); // the pong delay
@@ -372,6 +378,16 @@ impl World {
             Answer::EchoEncrypted => {
                 link.session.reply_encrypted(id, &echo);
                 Some(echo)
+            }
+            Answer::Garbled(n) => {
+                let blocks = usize::from(n % 4);
+                let line = format!(
+                    "enc:{}:{}",
+                    blocks * 8 + 1 + usize::from(n),
+                    "0".repeat(blocks * 16)
+                );
+                link.session.reply(id, line.as_bytes());
+                None
             }
             Answer::Raw(mut raw) => {
                 raw.retain(|b| *b != b'\n');

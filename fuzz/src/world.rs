@@ -5,6 +5,9 @@
 //! in at once; lond's bytes come back as later inputs, unless the link is held), and checks
 //! the invariants: connections within `loncMaxConnections`, the peer's own count of them,
 //! its queue against the model, and silence once stopped (but for a log line).
+//!
+//! What the clients and the clock do is here; what lond and the network do is
+//! `world/lond_ops.rs`, the spool's answers `world/spool_ops.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,33 +15,24 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lonc_core::cipher::{Decoded, LinkCipher};
 use lonc_core::config::LinkSettings;
-use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp};
 use lonc_core::io::{ClientId, ConnId, Input, Output};
 use lonc_core::key::buildkey;
 use lonc_core::line::chomp;
-use lonc_core::lond::{LondConfig, LondEvent, LondSession};
-use lonc_core::peer::{CON_LOST, Peer, PeerState, QUEUE_LIMIT};
+use lonc_core::lond::{LondEvent, LondSession};
+use lonc_core::peer::{Peer, PeerState, QUEUE_LIMIT};
 
 use crate::model::Model;
+
+mod lond_ops;
+mod spool_ops;
+
+pub use lond_ops::Answer;
 
 /// The peer's id (lond's own id) and this server's id.
 const PEER_ID: &str = "peer";
 const OWN_ID: &str = "own";
 /// The buildkey every lond session hands out.
 const BUILDKEY: &str = "31416A0AFF00000DCBAB7A8577";
-
-/// How lond answers one request it read.
-#[derive(Debug, Clone)]
-pub enum Answer {
-    /// `R:<request>`, plain.
-    Echo,
-    /// `R:<request>`, `enc:` under the session key.
-    EchoEncrypted,
-    /// These bytes (LF removed), whatever they are: empty, `enc:` garbage, too long.
-    Raw(Vec<u8>),
-    /// A well-formed `enc:` line whose length is more than its blocks hold.
-    Garbled(u8),
-}
 
 /// lond's side of one connection.
 #[derive(Debug)]
@@ -309,203 +303,6 @@ impl World {
     pub fn client_backlog(&mut self, i: u8, kib: u16) {
         let Some(c) = self.client(i) else { return };
         self.step(Input::ClientBacklog(c, usize::from(kib) * 1024));
-    }
-
-    /// The TCP connect of dialing connection `i` succeeds; lond refuses the client if
-    /// `refuse`; its bytes are held back if `hold`.
-    pub fn accept(&mut self, i: u8, hold: bool, refuse: bool) {
-        let Some(conn) = Self::pick(&self.dialing, i) else {
-            return;
-        };
-        self.dialing.retain(|c| *c != conn);
-        let session = LondSession::new(LondConfig {
-            own_id: PEER_ID.into(),
-            client_id: OWN_ID.into(),
-            challenge: "123451016600000".into(),
-            buildkey: BUILDKEY.into(),
-            refuse,
-            max_line: 4096,
-        });
-        self.open.insert(
-            conn,
-            Some(Link {
-                session,
-                requests: Vec::new(),
-                held: hold.then(Vec::new),
-                tainted: false,
-                carried: Vec::new(),
-            }),
-        );
-        self.step(Input::Connected(conn));
-    }
-
-    /// Dialing connection `i` fails: `local` for a shortage of this host's own.
-    pub fn connect_failed(&mut self, i: u8, local: bool) {
-        let Some(conn) = Self::pick(&self.dialing, i) else {
-            return;
-        };
-        self.dialing.retain(|c| *c != conn);
-        self.open.remove(&conn);
-        self.step(if local {
-            Input::ConnectLocalError(conn, "fuzz".into())
-        } else {
-            Input::ConnectFailed(conn, "fuzz".into())
-        });
-    }
-
-    /// lond answers request `r` of link `l`.
-    pub fn answer(&mut self, l: u8, r: u8, how: Answer) {
-        let with_requests: Vec<ConnId> = self
-            .open
-            .iter()
-            .filter(|(_, l)| l.as_ref().is_some_and(|l| !l.requests.is_empty()))
-            .map(|(c, _)| *c)
-            .collect();
-        let Some(conn) = Self::pick(&with_requests, l) else {
-            return;
-        };
-        let Some(Some(link)) = self.open.get_mut(&conn) else {
-            return;
-        };
-        let (id, line) = link.requests.remove(usize::from(r) % link.requests.len());
-        let mut echo = b"R:".to_vec();
-        echo.extend_from_slice(&line);
-        let seen = match how {
-            Answer::Echo => {
-                link.session.reply(id, &echo);
-                Some(echo)
-            }
-            Answer::EchoEncrypted => {
-                link.session.reply_encrypted(id, &echo);
-                Some(echo)
-            }
-            Answer::Garbled(n) => {
-                let blocks = usize::from(n % 4);
-                let line = format!(
-                    "enc:{}:{}",
-                    blocks * 8 + 1 + usize::from(n),
-                    "0".repeat(blocks * 16)
-                );
-                link.session.reply(id, line.as_bytes());
-                None
-            }
-            Answer::Raw(mut raw) => {
-                raw.retain(|b| *b != b'\n');
-                link.session.reply(id, &raw);
-                match self.cipher.decrypt_line(&raw) {
-                    _ if raw.is_empty() => None,
-                    Ok(Decoded::Plain) => Some(raw),
-                    Ok(Decoded::Decrypted(p)) => Some(p),
-                    Err(_) => None,
-                }
-            }
-        };
-        let mut seen = seen.unwrap_or_else(|| chomp(CON_LOST).to_vec());
-        seen.push(b'\n');
-        self.model.answered(&line, seen);
-        self.pump(conn);
-        self.feed();
-    }
-
-    /// Raw bytes from lond on link `l`, bypassing its session.
-    pub fn inject(&mut self, l: u8, bytes: Vec<u8>) {
-        let Some(conn) = Self::pick(&self.links(), l) else {
-            return;
-        };
-        if let Some(Some(link)) = self.open.get_mut(&conn) {
-            link.tainted = true;
-            for key in &link.carried {
-                self.model.taint(key);
-            }
-        }
-        self.step(Input::ConnData(conn, bytes));
-    }
-
-    /// Link `l` holds lond's bytes back (`hold`) or lets what it held go.
-    pub fn hold(&mut self, l: u8, hold: bool) {
-        let Some(conn) = Self::pick(&self.links(), l) else {
-            return;
-        };
-        let Some(Some(link)) = self.open.get_mut(&conn) else {
-            return;
-        };
-        if hold {
-            link.held.get_or_insert_with(Vec::new);
-        } else if let Some(held) = link.held.take() {
-            for b in held {
-                push_chunked(&mut self.inputs, conn, &b, self.chunk);
-            }
-        }
-        self.feed();
-    }
-
-    /// lond closes link `l` (or the socket breaks).
-    pub fn lond_closes(&mut self, l: u8) {
-        let Some(conn) = Self::pick(&self.links(), l) else {
-            return;
-        };
-        self.step(Input::ConnClosed(conn));
-    }
-
-    /// Link `l` has `kib` KiB of requests unwritten.
-    pub fn conn_backlog(&mut self, l: u8, kib: u16) {
-        let Some(conn) = Self::pick(&self.links(), l) else {
-            return;
-        };
-        self.step(Input::ConnBacklog(conn, usize::from(kib) * 1024));
-    }
-
-    /// Answers the spool listing with files `<n>.peer` (or other names and kinds).
-    pub fn spool_list(&mut self, files: &[(u8, u8)]) {
-        self.list_asked = false;
-        let entries = files
-            .iter()
-            .map(|&(n, kind)| DelayedEntry {
-                name: if n % 8 == 0 {
-                    format!("{n}.other")
-                } else {
-                    format!("{n}.{PEER_ID}")
-                },
-                kind: EntryKind::ALL[usize::from(kind % 8).min(3)],
-                stamp: FileStamp {
-                    size: u64::from(n),
-                    modified_ns: i128::from(kind),
-                },
-            })
-            .collect();
-        self.step(Input::DelayedList(entries));
-    }
-
-    /// The spool listing fails (`local`: for a shortage of this host's own).
-    pub fn spool_list_failed(&mut self, local: bool) {
-        self.list_asked = false;
-        self.step(if local {
-            Input::DelayedListLocalError("fuzz".into())
-        } else {
-            Input::DelayedListFailed("fuzz".into())
-        });
-    }
-
-    /// Answers the oldest spool read: its request line, these bytes, or an error.
-    pub fn spool_read(&mut self, content: Option<Option<Vec<u8>>>) {
-        let Some(name) = self.reads.pop_front() else {
-            return;
-        };
-        let content = match content {
-            None => Err("unreadable".into()),
-            Some(None) => Ok(format!("d:{name}\n").into_bytes()),
-            Some(Some(bytes)) => Ok(bytes),
-        };
-        self.step(Input::delayed_read(name, content));
-    }
-
-    /// The delete of delivered file `i` fails.
-    pub fn delete_failed(&mut self, i: u8) {
-        if self.deleted.is_empty() {
-            return;
-        }
-        let name = self.deleted.remove(usize::from(i) % self.deleted.len());
-        self.step(Input::delayed_delete_failed(name, "fuzz".into()));
     }
 
     /// Time passes by `by`, then the peer's deadline is checked.

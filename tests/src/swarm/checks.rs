@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lonc_core::config::ConnectMode;
 use lonc_core::io::ClientId;
 use lonc_core::limits::{SHUTDOWN_GRACE, STOP_SLACK};
-use lonc_core::peer::{Peer, PeerState, QUEUE_LIMIT};
+use lonc_core::peer::{Peer, PeerState};
 
 use super::{Checked, Daemon, Swarm, fail};
 use crate::model::Bound;
@@ -127,16 +127,66 @@ impl Swarm {
                     s.conns.len()
                 ));
             }
-            let waiting = self.model.waiting(p);
-            if peer.queued() > QUEUE_LIMIT || peer.queued() > waiting {
-                return fail(format!(
-                    "{}: {} requests queued, {waiting} waiting, QUEUE_LIMIT {QUEUE_LIMIT}",
-                    s.id,
-                    peer.queued()
-                ));
-            }
+            self.check_queue(p, peer)?;
         }
         self.model.overdue(self.now).or_else(fail)
+    }
+
+    /// Peer `p`'s queue holds its bounds, in count and in bytes (the byte bound raised to
+    /// `loncMaxRequest`), and no more than the requests that wait, each no longer than
+    /// `loncMaxRequest`.
+    fn check_queue(&self, p: usize, peer: &Peer) -> Checked {
+        let bounds = peer.queue_bounds();
+        if bounds != self.plan.queue {
+            return fail(format!(
+                "{}: queue bounds {bounds:?}, the plan's are {:?}",
+                self.slots[p].id, self.plan.queue
+            ));
+        }
+        let max_request = self.plan.settings.max_request;
+        let byte_bound = bounds.effective_bytes(max_request);
+        let (count, bytes) = (peer.queued(), peer.queued_bytes());
+        let waiting = self.model.waiting(p);
+        if count > bounds.count || count > waiting {
+            return fail(format!(
+                "{}: {count} requests queued, {waiting} waiting, count bound {}",
+                self.slots[p].id, bounds.count
+            ));
+        }
+        if bytes > byte_bound || bytes > count * max_request {
+            return fail(format!(
+                "{}: {bytes} request bytes queued in {count} requests, byte bound {byte_bound} \
+                 (loncMaxRequest {max_request})",
+                self.slots[p].id
+            ));
+        }
+        Ok(())
+    }
+
+    /// A request refused by a full queue (logged "request queue full (N waiting, B bytes;
+    /// this one L bytes)", answered `con_lost`) must have met a full queue: N at the count
+    /// bound, or L bytes that did not fit beside the B waiting (never for an empty queue).
+    pub(super) fn check_refusal(&self, p: usize, message: &str) -> Checked {
+        let Some(rest) = message.strip_prefix("request queue full (") else {
+            return Ok(());
+        };
+        let numbers: Vec<usize> = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .take(3)
+            .collect();
+        let &[n, bytes, this] = numbers.as_slice() else {
+            return fail(format!("{}: unreadable {message:?}", self.slots[p].id));
+        };
+        let bounds = self.plan.queue;
+        let byte_bound = bounds.effective_bytes(self.plan.settings.max_request);
+        if n >= bounds.count || (n > 0 && bytes + this > byte_bound) {
+            return Ok(());
+        }
+        fail(format!(
+            "{}: {message:?}, though the bounds are {bounds:?} (bytes raised to {byte_bound})",
+            self.slots[p].id
+        ))
     }
 
     /// Once healed, an eager peer is ready again within its bound: a link that drops (lond

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lonc_core::config::ConnectMode;
 use lonc_core::io::ClientId;
 use lonc_core::limits::{SHUTDOWN_GRACE, STOP_SLACK};
-use lonc_core::peer::{Peer, PeerState};
+use lonc_core::peer::{Peer, PeerState, QueueBounds};
 
 use super::{Checked, Daemon, Swarm, fail};
 use crate::model::Bound;
@@ -144,7 +144,7 @@ impl Swarm {
             ));
         }
         let max_request = self.plan.settings.max_request;
-        let byte_bound = bounds.effective_bytes(max_request);
+        let byte_bound = byte_bound(bounds, max_request);
         let (count, bytes) = (peer.queued(), peer.queued_bytes());
         let waiting = self.model.waiting(p);
         if count > bounds.count || count > waiting {
@@ -179,7 +179,7 @@ impl Swarm {
             return fail(format!("{}: unreadable {message:?}", self.slots[p].id));
         };
         let bounds = self.plan.queue;
-        let byte_bound = bounds.effective_bytes(self.plan.settings.max_request);
+        let byte_bound = byte_bound(bounds, self.plan.settings.max_request);
         if n >= bounds.count || (n > 0 && bytes + this > byte_bound) {
             return Ok(());
         }
@@ -230,5 +230,71 @@ impl Swarm {
             }
         }
         Ok(())
+    }
+}
+
+/// The byte bound in force, by the documented rule (never below `loncMaxRequest`), worked
+/// out here rather than asked of the core it checks.
+fn byte_bound(bounds: QueueBounds, max_request: usize) -> usize {
+    bounds.bytes.max(max_request)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use lonc_core::config::LinkSettings;
+    use lonc_core::io::{ClientId, Input, Output};
+    use lonc_core::peer::{CON_LOST, Peer, QueueBounds};
+
+    #[test]
+    fn a_peer_holds_its_configured_bounds_and_refuses_with_con_lost() {
+        let now = Instant::now();
+        let peer = Peer::new(
+            "msul1",
+            "msuown",
+            "10.0.0.1",
+            5663,
+            LinkSettings::default(),
+            1,
+            now,
+        );
+        assert_eq!(peer.queue_bounds(), QueueBounds::default());
+        let bounds = QueueBounds {
+            count: 2,
+            bytes: 100,
+        };
+        let mut peer = peer.with_queue_bounds(bounds);
+        assert_eq!(peer.queue_bounds(), bounds);
+        while peer.poll_output().is_some() {}
+        let c = ClientId(7);
+        peer.handle(now, Input::ClientOpened(c));
+        peer.handle(
+            now,
+            Input::ClientData(c, b"echo:a\necho:bb\necho:c\n".to_vec()),
+        );
+        assert_eq!((peer.queued(), peer.queued_bytes()), (2, 13));
+        let outputs: Vec<Output> = std::iter::from_fn(|| peer.poll_output()).collect();
+        let refused = outputs.iter().any(|o| {
+            matches!(o, Output::Log(e) if e.message.starts_with(
+                "request queue full (2 waiting, 13 bytes; this one 6 bytes)"))
+        });
+        assert!(refused, "the refusal is logged: {outputs:?}");
+        let replies: Vec<&Output> = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Reply { .. }))
+            .collect();
+        assert!(
+            replies.is_empty(),
+            "the third waits behind the first two: {replies:?}"
+        );
+        // The peer gives up on its link (no connection in a test): every waiting request
+        // gets con_lost, then the refused one, in the client's order.
+        peer.handle(now, Input::Shutdown(Duration::ZERO));
+        let lost = std::iter::from_fn(|| peer.poll_output())
+            .filter(|o| matches!(o, Output::Reply { client, data } if *client == c && data[..] == *CON_LOST))
+            .count();
+        assert_eq!(lost, 3);
+        assert_eq!((peer.queued(), peer.queued_bytes()), (0, 0));
     }
 }

@@ -71,10 +71,12 @@ impl Swarm {
         let client = ClientId(self.next_client);
         self.next_client += 1;
         let max_request = self.plan.settings.max_request;
+        let tiny_bytes = self.plan.queue.bytes < max_request * 4;
         let mut script = Vec::new();
         for _ in 0..self.rng.random_range(1..=4) {
             let token = self.token(&format!("c{}r", client.0));
             let line = match self.rng.random_range(0..100u32) {
+                0..10 | 96..100 if tiny_bytes => self.bulky_echo(&token),
                 0..40 => format!("echo:{token}"),
                 40..55 => format!("encrypt:echo:{token}"),
                 55..65 => format!("eget:{token}"),
@@ -88,7 +90,6 @@ impl Swarm {
                     let n = self.rng.random_range(max_reply - 200..max_reply + 200);
                     format!("pad:{n}:{token}")
                 }
-                96..100 if self.plan.queue.bytes < max_request * 4 => self.bulky_echo(&token),
                 _ => format!("echo:{token}"),
             };
             script.extend_from_slice(line.as_bytes());

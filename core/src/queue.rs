@@ -23,7 +23,8 @@ pub const QUEUE_BYTES_LIMIT: usize = 64 * 1024 * 1024;
 ///
 /// The daemons always use the default ([`QUEUE_LIMIT`], [`QUEUE_BYTES_LIMIT`]); this is no
 /// configuration knob. Other bounds exist for simulation and tests, which reach a full
-/// queue with a handful of requests (`Peer::with_queue_bounds`).
+/// queue with a handful of requests
+/// ([`Peer::with_queue_bounds`](crate::peer::Peer::with_queue_bounds)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueBounds {
     /// The most requests that may wait.

@@ -1,8 +1,8 @@
 //! Swarm testing: what one seed picks before the run starts. Each seed chooses the knobs
 //! (several connections and pipelining, an idle timeout below the transaction timeout,
-//! eager or on-demand connect, tiny request-queue bounds), the network's latency, jitter, chunking and coalescing,
-//! and which faults its schedule may use at all (so that a rare interaction of few faults
-//! is not drowned by all the others).
+//! eager or on-demand connect, tiny request-queue bounds), the network's latency, jitter,
+//! chunking and coalescing, and which faults its schedule may use at all (so that a rare
+//! interaction of few faults is not drowned by all the others).
 
 use std::time::Duration;
 
@@ -167,8 +167,8 @@ impl Plan {
     }
 }
 
-/// Tiny request-queue bounds, for about one seed in three: a count of 1 to 8, or
-/// (independently) a byte bound of a few hundred bytes to a few KiB. A byte bound below
+/// Tiny request-queue bounds, for about one seed in three: a count of 1 to 8, a byte bound
+/// of a few hundred bytes to a few KiB, or both. A byte bound below
 /// `loncMaxRequest` is legal: the peer raises it to that (one request of the largest legal
 /// size always fits), and the world checks the raised bound.
 fn tiny_bounds(rng: &mut SmallRng) -> Option<QueueBounds> {

@@ -53,7 +53,7 @@ mod drive;
 mod links;
 
 pub use crate::backoff::LOCAL_ERROR_RETRY;
-pub use crate::queue::{QUEUE_BYTES_LIMIT, QUEUE_LIMIT};
+pub use crate::queue::{QUEUE_BYTES_LIMIT, QUEUE_LIMIT, QueueBounds};
 
 /// The reply a client gets when its request could not be carried out.
 pub const CON_LOST: &[u8] = b"con_lost\n";
@@ -158,6 +158,20 @@ impl Peer {
         peer
     }
 
+    /// The same peer with its request queue held to `bounds` instead of the daemon's
+    /// ([`QueueBounds::default`]). For simulation and tests, which reach a full queue with
+    /// a handful of requests; the daemons never call it (no configuration knob sets it).
+    /// Call it right after [`Peer::new`]: requests already waiting are not refused again.
+    pub fn with_queue_bounds(mut self, bounds: QueueBounds) -> Self {
+        self.queue.set_bounds(bounds);
+        self
+    }
+
+    /// The bounds the request queue is held to.
+    pub fn queue_bounds(&self) -> QueueBounds {
+        self.queue.bounds()
+    }
+
     /// The peer's host id.
     pub fn id(&self) -> &str {
         &self.peer_id
@@ -194,6 +208,12 @@ impl Peer {
     /// Requests waiting for a connection.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Request bytes waiting for a connection (the lines without their LF; a waiting
+    /// `close_connection_exit` counts none).
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.bytes()
     }
 
     /// Clients the peer knows (connected, or with replies still owed).

@@ -1,6 +1,7 @@
 //! The requests of one peer that wait for a connection, in arrival order, and their
-//! bounds: at most [`QUEUE_LIMIT`] requests and [`QUEUE_BYTES_LIMIT`] bytes (a request
-//! that does not fit is answered `con_lost` by the peer).
+//! bounds ([`QueueBounds`]): by default at most [`QUEUE_LIMIT`] requests and
+//! [`QUEUE_BYTES_LIMIT`] bytes, the daemon's values (a request that does not fit is
+//! answered `con_lost` by the peer).
 
 use std::collections::VecDeque;
 
@@ -14,6 +15,39 @@ pub const QUEUE_LIMIT: usize = 10_000;
 /// The most request bytes that may wait for a connection, per peer (at least one request
 /// of `max_request` bytes always fits).
 pub const QUEUE_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The bounds of one peer's request queue: at most `count` requests and `bytes` request
+/// bytes wait for a connection. The byte bound in force is never below `loncMaxRequest`
+/// ([`QueueBounds::effective_bytes`]), and an empty queue takes any request: one request
+/// of the largest legal size always fits.
+///
+/// The daemons always use the default ([`QUEUE_LIMIT`], [`QUEUE_BYTES_LIMIT`]); this is no
+/// configuration knob. Other bounds exist for simulation and tests, which reach a full
+/// queue with a handful of requests
+/// ([`Peer::with_queue_bounds`](crate::peer::Peer::with_queue_bounds)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBounds {
+    /// The most requests that may wait.
+    pub count: usize,
+    /// The most request bytes that may wait (see the type's docs for one large request).
+    pub bytes: usize,
+}
+
+impl Default for QueueBounds {
+    fn default() -> Self {
+        QueueBounds {
+            count: QUEUE_LIMIT,
+            bytes: QUEUE_BYTES_LIMIT,
+        }
+    }
+}
+
+impl QueueBounds {
+    /// The byte bound in force when requests may be `max_request` bytes long.
+    pub fn effective_bytes(&self, max_request: usize) -> usize {
+        self.bytes.max(max_request)
+    }
+}
 
 /// What a waiting request asks for.
 #[derive(Debug)]
@@ -36,7 +70,8 @@ pub(crate) struct Queued {
 }
 
 impl Queued {
-    fn bytes(&self) -> usize {
+    /// Its request bytes (none for `close_connection_exit`).
+    pub(crate) fn bytes(&self) -> usize {
         match &self.kind {
             QueuedKind::Request(b) => b.len(),
             QueuedKind::Reconnect => 0,
@@ -49,9 +84,25 @@ impl Queued {
 pub(crate) struct RequestQueue {
     items: VecDeque<Queued>,
     bytes: usize,
+    bounds: QueueBounds,
 }
 
 impl RequestQueue {
+    /// Sets the bounds later requests are held to (see [`QueueBounds`]).
+    pub(crate) fn set_bounds(&mut self, bounds: QueueBounds) {
+        self.bounds = bounds;
+    }
+
+    /// The bounds in force.
+    pub(crate) fn bounds(&self) -> QueueBounds {
+        self.bounds
+    }
+
+    /// Request bytes waiting.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Requests waiting.
     pub(crate) fn len(&self) -> usize {
         self.items.len()
@@ -65,8 +116,8 @@ impl RequestQueue {
     /// True if `item` may not join the queue: the count is at its limit, or its bytes
     /// would pass the byte limit (raised to `max_request`, and never for an empty queue).
     pub(crate) fn is_full_for(&self, item: &Queued, max_request: usize) -> bool {
-        self.items.len() >= QUEUE_LIMIT
-            || (self.bytes + item.bytes() > QUEUE_BYTES_LIMIT.max(max_request)
+        self.items.len() >= self.bounds.count
+            || (self.bytes + item.bytes() > self.bounds.effective_bytes(max_request)
                 && !self.items.is_empty())
     }
 
@@ -184,5 +235,97 @@ mod tests {
         q.pop_front();
         q.pop_front();
         assert!(q.pop_front().is_none() && q.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::*;
+
+    fn request(client: u64, len: usize) -> Queued {
+        Queued {
+            req: 0,
+            client: ClientId(client),
+            kind: QueuedKind::Request(vec![b'x'; len].into()),
+        }
+    }
+
+    fn bounded(count: usize, bytes: usize) -> RequestQueue {
+        let mut q = RequestQueue::default();
+        q.set_bounds(QueueBounds { count, bytes });
+        q
+    }
+
+    #[test]
+    fn the_default_bounds_are_the_daemons() {
+        let q = RequestQueue::default();
+        assert_eq!(q.bounds(), QueueBounds::default());
+        assert_eq!(q.bounds().count, QUEUE_LIMIT);
+        assert_eq!(q.bounds().bytes, QUEUE_BYTES_LIMIT);
+    }
+
+    #[test]
+    fn a_configured_count_bound_holds() {
+        let mut q = bounded(3, 1_000);
+        for _ in 0..3 {
+            assert!(!q.is_full_for(&request(1, 1), 10));
+            q.push(request(1, 1));
+        }
+        assert!(q.is_full_for(&request(1, 1), 10));
+        let reconnect = Queued {
+            req: 0,
+            client: ClientId(1),
+            kind: QueuedKind::Reconnect,
+        };
+        assert!(q.is_full_for(&reconnect, 10), "a reconnect counts too");
+        q.pop_front();
+        assert!(!q.is_full_for(&reconnect, 10));
+    }
+
+    #[test]
+    fn a_configured_byte_bound_holds_and_follows_every_exit() {
+        let mut q = bounded(100, 50);
+        q.push(request(1, 20));
+        q.push(request(2, 20));
+        assert_eq!(q.bytes(), 40);
+        assert!(
+            !q.is_full_for(&request(3, 10), 10),
+            "exactly the bound fits"
+        );
+        assert!(q.is_full_for(&request(3, 11), 10));
+        q.pop_front();
+        assert_eq!(q.bytes(), 20);
+        assert!(!q.is_full_for(&request(3, 30), 10));
+        assert!(q.is_full_for(&request(3, 31), 10));
+        q.push(request(3, 30));
+        assert_eq!(q.remove_client(ClientId(2)), 1);
+        assert_eq!(q.bytes(), 30);
+        q.pop_front();
+        assert_eq!((q.len(), q.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_small_byte_bound_is_raised_to_max_request() {
+        let mut q = bounded(100, 10);
+        assert_eq!(q.bounds().effective_bytes(64), 64);
+        assert_eq!(q.bounds().effective_bytes(5), 10);
+        q.push(request(1, 40));
+        assert!(!q.is_full_for(&request(1, 24), 64), "40 + 24 = max_request");
+        assert!(q.is_full_for(&request(1, 25), 64));
+        assert!(
+            q.is_full_for(&request(1, 1), 40),
+            "past the bound once raised to 40"
+        );
+        let q = bounded(100, 10);
+        assert!(
+            !q.is_full_for(&request(1, 500), 64),
+            "an empty queue takes any request"
+        );
+    }
+
+    #[test]
+    fn a_zero_count_bound_refuses_everything() {
+        let q = bounded(0, 1_000);
+        assert!(q.is_full_for(&request(1, 0), 10));
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! After every step the world checks the [`Model`]'s invariants and its own: never more
 //! connections than `loncMaxConnections`, never a connect sooner than the backoff allows,
-//! a queue no longer than its bound nor than the requests that wait, a peer stopped within
+//! a queue within its bounds (count and bytes; tiny ones on some seeds) and no longer
+//! than the requests that wait, a refusal for a full queue only when it is full, a peer stopped within
 //! its grace period; and, at the end, every client answered, every delayed file delivered
 //! and gone from the disk, every eager peer connected. A step budget and a bound on the
 //! steps at one virtual instant turn a livelock into a failure with the seed.
@@ -370,15 +371,18 @@ impl Swarm {
         for p in 0..self.slots.len() {
             let seed = self.rng.random();
             let s = &mut self.slots[p];
-            s.peer = Some(Peer::new(
-                &s.id,
-                OWN_ID,
-                &format!("10.0.0.{p}"),
-                5663,
-                self.plan.settings.clone(),
-                seed,
-                self.now,
-            ));
+            s.peer = Some(
+                Peer::new(
+                    &s.id,
+                    OWN_ID,
+                    &format!("10.0.0.{p}"),
+                    5663,
+                    self.plan.settings.clone(),
+                    seed,
+                    self.now,
+                )
+                .with_queue_bounds(self.plan.queue),
+            );
             s.gate = None;
             s.extra_gate = None;
             s.last_attempts = 0;
@@ -630,6 +634,7 @@ impl Swarm {
                 self.note(format!("perm log: {}", show(&e.line(0, "-"))));
             }
             Output::Log(e) => {
+                self.check_refusal(p, &e.message)?;
                 if e.message.contains("extra connection retried") {
                     self.slots[p].extra_gate = Some(self.now + self.plan.settings.retry_min);
                     self.slots[p].failed_now = true;

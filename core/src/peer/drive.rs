@@ -38,8 +38,11 @@ impl Peer {
                 self.log(
                     Severity::Warning,
                     format!(
-                        "request queue full ({} waiting); answered con_lost",
-                        self.queue.len()
+                        "request queue full ({} waiting, {} bytes; this one {} bytes); \
+                         answered con_lost",
+                        self.queue.len(),
+                        self.queue.bytes(),
+                        item.bytes()
                     ),
                 );
             }

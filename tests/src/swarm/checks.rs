@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lonc_core::config::ConnectMode;
 use lonc_core::io::ClientId;
 use lonc_core::limits::{SHUTDOWN_GRACE, STOP_SLACK};
-use lonc_core::peer::{Peer, PeerState, QUEUE_LIMIT};
+use lonc_core::peer::{Peer, PeerState, QueueBounds};
 
 use super::{Checked, Daemon, Swarm, fail};
 use crate::model::Bound;
@@ -127,16 +127,66 @@ impl Swarm {
                     s.conns.len()
                 ));
             }
-            let waiting = self.model.waiting(p);
-            if peer.queued() > QUEUE_LIMIT || peer.queued() > waiting {
-                return fail(format!(
-                    "{}: {} requests queued, {waiting} waiting, QUEUE_LIMIT {QUEUE_LIMIT}",
-                    s.id,
-                    peer.queued()
-                ));
-            }
+            self.check_queue(p, peer)?;
         }
         self.model.overdue(self.now).or_else(fail)
+    }
+
+    /// Peer `p`'s queue holds its bounds, in count and in bytes (the byte bound raised to
+    /// `loncMaxRequest`), and no more than the requests that wait, each no longer than
+    /// `loncMaxRequest`.
+    fn check_queue(&self, p: usize, peer: &Peer) -> Checked {
+        let bounds = peer.queue_bounds();
+        if bounds != self.plan.queue {
+            return fail(format!(
+                "{}: queue bounds {bounds:?}, the plan's are {:?}",
+                self.slots[p].id, self.plan.queue
+            ));
+        }
+        let max_request = self.plan.settings.max_request;
+        let byte_bound = byte_bound(bounds, max_request);
+        let (count, bytes) = (peer.queued(), peer.queued_bytes());
+        let waiting = self.model.waiting(p);
+        if count > bounds.count || count > waiting {
+            return fail(format!(
+                "{}: {count} requests queued, {waiting} waiting, count bound {}",
+                self.slots[p].id, bounds.count
+            ));
+        }
+        if bytes > byte_bound || bytes > count * max_request {
+            return fail(format!(
+                "{}: {bytes} request bytes queued in {count} requests, byte bound {byte_bound} \
+                 (loncMaxRequest {max_request})",
+                self.slots[p].id
+            ));
+        }
+        Ok(())
+    }
+
+    /// A request refused by a full queue (logged "request queue full (N waiting, B bytes;
+    /// this one L bytes)", answered `con_lost`) must have met a full queue: N at the count
+    /// bound, or L bytes that did not fit beside the B waiting (never for an empty queue).
+    pub(super) fn check_refusal(&self, p: usize, message: &str) -> Checked {
+        let Some(rest) = message.strip_prefix("request queue full (") else {
+            return Ok(());
+        };
+        let numbers: Vec<usize> = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .take(3)
+            .collect();
+        let &[n, bytes, this] = numbers.as_slice() else {
+            return fail(format!("{}: unreadable {message:?}", self.slots[p].id));
+        };
+        let bounds = self.plan.queue;
+        let byte_bound = byte_bound(bounds, self.plan.settings.max_request);
+        if n >= bounds.count || (n > 0 && bytes + this > byte_bound) {
+            return Ok(());
+        }
+        fail(format!(
+            "{}: {message:?}, though the bounds are {bounds:?} (bytes raised to {byte_bound})",
+            self.slots[p].id
+        ))
     }
 
     /// Once healed, an eager peer is ready again within its bound: a link that drops (lond
@@ -180,5 +230,71 @@ impl Swarm {
             }
         }
         Ok(())
+    }
+}
+
+/// The byte bound in force, by the documented rule (never below `loncMaxRequest`), worked
+/// out here rather than asked of the core it checks.
+fn byte_bound(bounds: QueueBounds, max_request: usize) -> usize {
+    bounds.bytes.max(max_request)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use lonc_core::config::LinkSettings;
+    use lonc_core::io::{ClientId, Input, Output};
+    use lonc_core::peer::{CON_LOST, Peer, QueueBounds};
+
+    #[test]
+    fn a_peer_holds_its_configured_bounds_and_refuses_with_con_lost() {
+        let now = Instant::now();
+        let peer = Peer::new(
+            "msul1",
+            "msuown",
+            "10.0.0.1",
+            5663,
+            LinkSettings::default(),
+            1,
+            now,
+        );
+        assert_eq!(peer.queue_bounds(), QueueBounds::default());
+        let bounds = QueueBounds {
+            count: 2,
+            bytes: 100,
+        };
+        let mut peer = peer.with_queue_bounds(bounds);
+        assert_eq!(peer.queue_bounds(), bounds);
+        while peer.poll_output().is_some() {}
+        let c = ClientId(7);
+        peer.handle(now, Input::ClientOpened(c));
+        peer.handle(
+            now,
+            Input::ClientData(c, b"echo:a\necho:bb\necho:c\n".to_vec()),
+        );
+        assert_eq!((peer.queued(), peer.queued_bytes()), (2, 13));
+        let outputs: Vec<Output> = std::iter::from_fn(|| peer.poll_output()).collect();
+        let refused = outputs.iter().any(|o| {
+            matches!(o, Output::Log(e) if e.message.starts_with(
+                "request queue full (2 waiting, 13 bytes; this one 6 bytes)"))
+        });
+        assert!(refused, "the refusal is logged: {outputs:?}");
+        let replies: Vec<&Output> = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Reply { .. }))
+            .collect();
+        assert!(
+            replies.is_empty(),
+            "the third waits behind the first two: {replies:?}"
+        );
+        // The peer gives up on its link (no connection in a test): every waiting request
+        // gets con_lost, then the refused one, in the client's order.
+        peer.handle(now, Input::Shutdown(Duration::ZERO));
+        let lost = std::iter::from_fn(|| peer.poll_output())
+            .filter(|o| matches!(o, Output::Reply { client, data } if *client == c && data[..] == *CON_LOST))
+            .count();
+        assert_eq!(lost, 3);
+        assert_eq!((peer.queued(), peer.queued_bytes()), (0, 0));
     }
 }

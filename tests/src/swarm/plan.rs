@@ -1,12 +1,13 @@
 //! Swarm testing: what one seed picks before the run starts. Each seed chooses the knobs
 //! (several connections and pipelining, an idle timeout below the transaction timeout,
-//! eager or on-demand connect), the network's latency, jitter, chunking and coalescing,
-//! and which faults its schedule may use at all (so that a rare interaction of few faults
-//! is not drowned by all the others).
+//! eager or on-demand connect, tiny request-queue bounds), the network's latency, jitter,
+//! chunking and coalescing, and which faults its schedule may use at all (so that a rare
+//! interaction of few faults is not drowned by all the others).
 
 use std::time::Duration;
 
 use lonc_core::config::{ConnectMode, LinkSettings};
+use lonc_core::peer::QueueBounds;
 use rand::Rng;
 use rand::rngs::SmallRng;
 
@@ -45,7 +46,8 @@ pub struct Faults {
     pub revives: bool,
     /// The runtime calls `handle_timeout` early at random times (harmless by contract).
     pub early_wakes: bool,
-    /// Once, a client sends more requests than a peer's queue holds (rare: it is slow).
+    /// Once, a client sends more requests than a peer's queue holds (rare with the
+    /// daemon's bounds, where it is slow; often with tiny ones).
     pub flood: bool,
 }
 
@@ -56,6 +58,9 @@ pub struct Plan {
     pub peers: usize,
     /// The daemon's knobs, the same for every peer.
     pub settings: LinkSettings,
+    /// Every peer's request-queue bounds: the daemon's, or tiny ones (a full queue
+    /// within a handful of requests, by count or by bytes).
+    pub queue: QueueBounds,
     /// The network.
     pub net: NetConfig,
     /// The faults on.
@@ -137,13 +142,44 @@ impl Plan {
             early_wakes: on(),
             flood: rng.random_bool(0.02),
         };
+        let peers = rng.random_range(1..=4);
+        let fault_phase = ms(rng, 5_000, 40_000);
+        let pace = ms(rng, 20, 500);
+        let queue = tiny_bounds(rng).unwrap_or_default();
         Plan {
-            peers: rng.random_range(1..=4),
+            peers,
             settings,
+            queue,
             net,
             faults,
-            fault_phase: ms(rng, 5_000, 40_000),
-            pace: ms(rng, 20, 500),
+            fault_phase,
+            pace,
         }
+        .with_flood_if_tiny(rng)
     }
+
+    /// Tiny bounds make a flood cheap: it is then on for one seed in three.
+    fn with_flood_if_tiny(mut self, rng: &mut SmallRng) -> Plan {
+        if self.queue != QueueBounds::default() && rng.random_bool(0.3) {
+            self.faults.flood = true;
+        }
+        self
+    }
+}
+
+/// Tiny request-queue bounds, for about one seed in three: a count of 1 to 8, a byte bound
+/// of a few hundred bytes to a few KiB, or both. A byte bound below
+/// `loncMaxRequest` is legal: the peer raises it to that (one request of the largest legal
+/// size always fits), and the world checks the raised bound.
+fn tiny_bounds(rng: &mut SmallRng) -> Option<QueueBounds> {
+    if !rng.random_bool(0.35) {
+        return None;
+    }
+    let default = QueueBounds::default();
+    let (count, bytes) = match rng.random_range(0..3u32) {
+        0 => (rng.random_range(1..=8), default.bytes),
+        1 => (default.count, rng.random_range(200..=4_096)),
+        _ => (rng.random_range(1..=8), rng.random_range(200..=4_096)),
+    };
+    Some(QueueBounds { count, bytes })
 }

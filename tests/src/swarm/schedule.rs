@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use lonc_core::delayed::EntryKind;
 use lonc_core::io::{ClientId, Input};
-use lonc_core::peer::QUEUE_LIMIT;
 use rand::Rng;
 
 use super::lond::Lond;
@@ -72,10 +71,12 @@ impl Swarm {
         let client = ClientId(self.next_client);
         self.next_client += 1;
         let max_request = self.plan.settings.max_request;
+        let tiny_bytes = self.plan.queue.bytes < max_request * 4;
         let mut script = Vec::new();
         for _ in 0..self.rng.random_range(1..=4) {
             let token = self.token(&format!("c{}r", client.0));
             let line = match self.rng.random_range(0..100u32) {
+                0..10 | 96..100 if tiny_bytes => self.bulky_echo(&token),
                 0..40 => format!("echo:{token}"),
                 40..55 => format!("encrypt:echo:{token}"),
                 55..65 => format!("eget:{token}"),
@@ -103,6 +104,16 @@ impl Swarm {
         self.client_chunk(client)
     }
 
+    /// An echo request of a few hundred bytes up to the longest legal one (nor longer than
+    /// a reply may be): with a tiny byte bound, a few of them fill a peer's queue.
+    fn bulky_echo(&mut self, token: &str) -> String {
+        let s = &self.plan.settings;
+        let longest = s.max_request.min(s.max_reply + "echo:".len());
+        let len = self.rng.random_range(300..=longest);
+        let pad = len.saturating_sub("echo:-".len() + token.len());
+        format!("echo:{token}-{}", "y".repeat(pad))
+    }
+
     /// A client floods a peer: more requests than its queue holds, in one write, while
     /// the peer may well have no connection (the queue bound must hold, the rest be
     /// answered `con_lost`).
@@ -114,8 +125,11 @@ impl Swarm {
         let p = self.rng.random_range(0..self.slots.len());
         let client = ClientId(self.next_client);
         self.next_client += 1;
+        // Each line is at least 9 bytes ("echo:c1r1"): enough of them pass either bound.
+        let bounds = self.plan.queue;
+        let bytes = bounds.effective_bytes(self.plan.settings.max_request);
         let mut script = Vec::new();
-        for _ in 0..QUEUE_LIMIT + 50 {
+        for _ in 0..bounds.count.min(bytes / 9) + 50 {
             let token = self.token(&format!("c{}r", client.0));
             script.extend_from_slice(format!("echo:{token}\n").as_bytes());
         }

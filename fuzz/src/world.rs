@@ -19,7 +19,7 @@ use lonc_core::io::{ClientId, ConnId, Input, Output};
 use lonc_core::key::buildkey;
 use lonc_core::line::chomp;
 use lonc_core::lond::{LondEvent, LondSession};
-use lonc_core::peer::{Peer, PeerState, QUEUE_LIMIT};
+use lonc_core::peer::{Peer, PeerState, QUEUE_BYTES_LIMIT, QUEUE_LIMIT};
 
 use crate::model::Model;
 
@@ -149,6 +149,15 @@ impl World {
         assert_eq!(self.peer.connection_count(), self.open.len());
         let queued = self.peer.queued();
         assert!(queued <= QUEUE_LIMIT);
+        let bytes = self.peer.queued_bytes();
+        assert!(
+            bytes <= QUEUE_BYTES_LIMIT.max(self.max_request),
+            "queue bytes bound"
+        );
+        assert!(
+            bytes <= queued * self.max_request,
+            "queue bytes not taken back"
+        );
         match self.peer.state() {
             PeerState::Stopping | PeerState::Stopped => assert_eq!(queued, 0),
             _ => assert_eq!(queued, self.model.queued(), "queued requests"),

@@ -26,6 +26,15 @@ pub const BUILDKEY: &str = "3451878943AF7E9B2C40812";
 /// The challenge the scripted lond sends.
 pub const CHALLENGE: &str = "123451016600000";
 
+/// The most steps (events delivered or timeouts handled) one [`World::run_until`] may
+/// take, and the most outputs one input may bring: a peer that keeps the world busy beyond
+/// it spins (a livelock), and the run panics with the trace instead of hanging.
+pub const STEP_LIMIT: usize = 200_000;
+
+/// The most steps one [`World::run_until`] may take without the virtual clock moving: a
+/// peer whose deadline is always due (a timer that never clears) spins at one instant.
+pub const SAME_INSTANT_LIMIT: usize = 10_000;
+
 /// How the scripted lond and the network behave. Change it at any time; it applies to
 /// what happens next.
 #[derive(Debug, Clone)]
@@ -300,7 +309,8 @@ impl World {
     /// Runs until nothing is due before `until`, then sets the clock to `until`.
     pub fn run_until(&mut self, until: Instant) {
         self.drain();
-        for _ in 0..1_000_000 {
+        let mut same_instant = 0;
+        for step in 0.. {
             let next_event = self.events.keys().next().map(|k| k.0);
             let next_timeout = self.peer.poll_timeout();
             let next = match (next_event, next_timeout) {
@@ -311,6 +321,10 @@ impl World {
             };
             if next > until {
                 break;
+            }
+            same_instant = if next > self.now { 0 } else { same_instant + 1 };
+            if step >= STEP_LIMIT || same_instant >= SAME_INSTANT_LIMIT {
+                self.spinning(step, same_instant);
             }
             self.now = self.now.max(next);
             if next_event.is_some_and(|e| e <= next) {
@@ -323,6 +337,17 @@ impl World {
             }
         }
         self.now = self.now.max(until);
+    }
+
+    /// The world stopped making progress: panic with the end of the trace.
+    fn spinning(&self, steps: usize, same_instant: usize) -> ! {
+        let tail = self.trace.len().saturating_sub(40);
+        panic!(
+            "livelock: {steps} steps in one run, {same_instant} of them at {:?} without \
+             the clock moving; the peer keeps the world busy\n{}",
+            self.elapsed(),
+            self.trace[tail..].join("\n")
+        );
     }
 
     /// Delivers everything due now (zero-latency network), without advancing time.
@@ -388,8 +413,13 @@ impl World {
     /// Carries out every output of the peer; then feeds what was learned meanwhile (bytes
     /// left unwritten), one input per drain, as a runtime does.
     fn drain(&mut self) {
+        let mut outputs = 0;
         loop {
             while let Some(out) = self.peer.poll_output() {
+                outputs += 1;
+                if outputs > STEP_LIMIT {
+                    self.spinning(outputs, 0);
+                }
                 self.note_attempts();
                 self.carry_out(out);
             }

@@ -63,6 +63,9 @@ pub struct Script {
     /// in lonc's socket, and the world reports them as a runtime does
     /// ([`lonc_core::io::Input::ConnBacklog`]).
     pub lond_not_reading: bool,
+    /// One-way delay of the network: a connect completes, and every byte or close reaches
+    /// the other side, this long after it was sent (zero: at the same instant).
+    pub latency: Duration,
 }
 
 impl Default for Script {
@@ -78,6 +81,7 @@ impl Default for Script {
             out_of_fds: false,
             list_fails: None,
             lond_not_reading: false,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -87,6 +91,7 @@ impl Default for Script {
 enum Event {
     Connected(ConnId),
     ToLonc(ConnId, Bytes),
+    ToLond(ConnId, Bytes),
     LondClosed(ConnId),
     LondReply {
         conn: ConnId,
@@ -355,6 +360,11 @@ impl World {
         self.run_for(Duration::ZERO);
     }
 
+    /// When what is sent now reaches the other side.
+    fn arrival(&self) -> Instant {
+        self.now + self.script.latency
+    }
+
     fn schedule(&mut self, at: Instant, ev: Event) {
         self.seq += 1;
         self.events.insert((at, self.seq), ev);
@@ -382,6 +392,7 @@ impl World {
                 ));
                 self.peer.handle_conn_data(self.now, conn, &data);
             }
+            Event::ToLond(conn, data) => self.send_to_lond(conn, &data),
             Event::LondClosed(conn) => {
                 if self.conns.remove(&conn).is_some() {
                     self.trace(format!("lond closed conn {}", conn.0));
@@ -404,7 +415,7 @@ impl World {
                 }
             }
             Event::LondClose(conn) => {
-                self.schedule(self.now, Event::LondClosed(conn));
+                self.schedule(self.arrival(), Event::LondClosed(conn));
             }
         }
         self.drain();
@@ -481,13 +492,18 @@ impl World {
                         unwritten: 0,
                     },
                 );
-                self.schedule(self.now, Event::Connected(conn));
+                self.schedule(self.arrival(), Event::Connected(conn));
                 if let Some(n) = self.script.babble {
                     self.conns.get_mut(&conn).expect("just added").hung = true;
-                    self.schedule(self.now, Event::ToLonc(conn, vec![b'x'; n].into()));
+                    self.schedule(self.arrival(), Event::ToLonc(conn, vec![b'x'; n].into()));
                 }
             }
-            Output::Transmit { conn, data } => self.send_to_lond(conn, &data),
+            Output::Transmit { conn, data } if self.script.latency.is_zero() => {
+                self.send_to_lond(conn, &data)
+            }
+            Output::Transmit { conn, data } => {
+                self.schedule(self.arrival(), Event::ToLond(conn, data))
+            }
             Output::CloseConn { conn, linger } => {
                 self.conn_closes.push((conn, linger));
                 if self.conns.remove(&conn).is_some() {
@@ -624,7 +640,9 @@ impl World {
                 return;
             };
             match ev {
-                LondEvent::Transmit(data) => self.schedule(self.now, Event::ToLonc(conn, data)),
+                LondEvent::Transmit(data) => {
+                    self.schedule(self.arrival(), Event::ToLonc(conn, data))
+                }
                 LondEvent::Close => self.schedule(self.now, Event::LondClose(conn)),
                 LondEvent::Request {
                     id,

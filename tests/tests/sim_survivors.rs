@@ -1,0 +1,205 @@
+//! Scenarios that each pin a rule a mutant of the core once broke unseen (`cargo mutants`,
+//! configured in `.cargo/mutants.toml`): `close_connection_exit` waits for every request in
+//! flight, an idle close never takes a connection with requests in flight, a handshake
+//! that takes time survives timer ticks, the queue keeps its bounds in count and bytes,
+//! and a second TERM does not lengthen the grace period.
+
+use std::time::{Duration, Instant};
+
+use lonc_core::config::{ConnectMode, LinkSettings};
+use lonc_core::io::Severity;
+use lonc_core::peer::{PeerState, QUEUE_BYTES_LIMIT, QUEUE_LIMIT};
+use lonc_tests::sim::World;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// WARNING lines of `lonc.log` that contain `what`.
+fn warnings(w: &World, what: &str) -> usize {
+    w.log
+        .iter()
+        .filter(|e| e.severity == Severity::Warning && e.message.contains(what))
+        .count()
+}
+
+#[test]
+fn close_connection_exit_waits_for_every_request_in_flight() {
+    let settings = LinkSettings {
+        pipeline: 2,
+        max_connections: 2,
+        ..LinkSettings::default()
+    };
+    let mut w = World::ready(settings);
+    let slow = w.request(b"sleep:3000:slow");
+    let other = w.request(b"sleep:1000:other");
+    let exit = w.request(b"close_connection_exit");
+    w.run_for(ms(500));
+    assert!(
+        w.replies_of(slow).is_empty() && !w.closed.contains(&exit),
+        "close_connection_exit went before the requests in flight\n{}",
+        w.trace.join("\n")
+    );
+    w.run_for(secs(5));
+    assert_eq!(w.reply_of(other), "other");
+    assert_eq!(w.reply_of(slow), "slow");
+    assert!(w.replies_of(exit).is_empty());
+    assert!(w.closed.contains(&exit));
+    assert_eq!(w.peer.state(), PeerState::Ready, "reopened");
+}
+
+#[test]
+fn an_idle_close_never_takes_a_connection_with_requests_in_flight() {
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        idle_timeout: secs(1),
+        transaction_timeout: secs(300),
+        ..LinkSettings::default()
+    };
+    let mut w = World::new(Instant::now(), settings, 7);
+    let slow = w.request(b"sleep:5000:slow");
+    w.run_for(secs(3));
+    assert_eq!(w.lond_connections(), 1, "{}", w.trace.join("\n"));
+    w.run_for(secs(3));
+    assert_eq!(w.reply_of(slow), "slow");
+    w.run_for(secs(2));
+    assert_eq!(w.lond_connections(), 0, "idle once answered");
+}
+
+#[test]
+fn an_idle_extra_connection_is_closed_only_once_it_has_nothing_in_flight() {
+    let settings = LinkSettings {
+        max_connections: 2,
+        idle_timeout: secs(1),
+        transaction_timeout: secs(300),
+        ..LinkSettings::default()
+    };
+    let mut w = World::ready(settings);
+    let first = w.request(b"sleep:5000:first");
+    let second = w.request(b"sleep:5000:second");
+    w.run_for(secs(3));
+    assert_eq!(w.lond_connections(), 2, "{}", w.trace.join("\n"));
+    w.run_for(secs(3));
+    assert_eq!(w.reply_of(first), "first");
+    assert_eq!(w.reply_of(second), "second");
+    w.run_for(secs(2));
+    assert_eq!(w.lond_connections(), 1, "the extra one closed once idle");
+}
+
+#[test]
+fn a_handshake_that_takes_time_survives_every_timer_tick() {
+    let settings = LinkSettings {
+        pong_delay: ms(300),
+        ..LinkSettings::default()
+    };
+    let mut w = World::new(Instant::now(), settings, 7);
+    w.script.latency = ms(40);
+    let c = w.request(b"ping");
+    // A runtime may wake the peer at any time (a spurious wakeup, another peer's timer):
+    // a timeout call with nothing due must leave the handshake alone.
+    for _ in 0..200 {
+        w.run_for(ms(5));
+        w.peer.handle_timeout(w.now);
+        w.settle();
+    }
+    assert_eq!(w.peer.state(), PeerState::Ready, "{}", w.trace.join("\n"));
+    assert_eq!(w.peer.failed_attempts(), 0);
+    assert_eq!(w.connects.len(), 1);
+    assert_eq!(w.reply_of(c), lonc_tests::sim::PEER_ID);
+}
+
+#[test]
+fn with_latency_a_request_takes_a_round_trip() {
+    let mut w = World::new(Instant::now(), LinkSettings::default(), 7);
+    w.script.latency = ms(100);
+    w.settle();
+    assert_eq!(
+        w.peer.state(),
+        PeerState::Connecting,
+        "the handshake takes time"
+    );
+    w.run_for(secs(1));
+    assert_eq!(w.peer.state(), PeerState::Ready);
+    let c = w.request(b"echo:x");
+    w.run_for(ms(150));
+    assert!(w.replies_of(c).is_empty(), "not before a round trip");
+    w.run_for(ms(100));
+    assert_eq!(w.reply_of(c), "x");
+}
+
+#[test]
+fn the_queue_holds_at_most_queue_limit_requests() {
+    let mut w = World::new(Instant::now(), LinkSettings::default(), 7);
+    w.script.hang_connect = true;
+    w.settle();
+    let filler = w.new_client();
+    let mut data = Vec::new();
+    for n in 0..QUEUE_LIMIT {
+        data.extend_from_slice(format!("echo:{n}\n").as_bytes());
+    }
+    w.client_send(filler, &data);
+    assert_eq!(w.peer.queued(), QUEUE_LIMIT);
+    assert_eq!(warnings(&w, "request queue full"), 0);
+    let over = w.request(b"echo:over");
+    assert_eq!(w.reply_of(over), "con_lost", "answered at once");
+    assert_eq!(w.peer.queued(), QUEUE_LIMIT);
+    assert_eq!(warnings(&w, "request queue full"), 1);
+    // The hung connect times out, a failed attempt: every queued request is answered.
+    w.run_for(secs(6));
+    let got = w.replies_of(filler);
+    assert_eq!(got.len(), QUEUE_LIMIT);
+    assert!(got.iter().all(|r| r == "con_lost"));
+    assert_eq!(w.peer.queued(), 0);
+}
+
+#[test]
+fn the_queue_holds_at_most_queue_bytes_limit_bytes() {
+    let settings = LinkSettings::default();
+    let line_len = settings.max_request;
+    assert_eq!(QUEUE_BYTES_LIMIT % line_len, 0);
+    let mut w = World::new(Instant::now(), settings, 7);
+    w.script.hang_connect = true;
+    w.settle();
+    let mut line = b"silent".to_vec();
+    line.resize(line_len, b'x');
+    line.push(b'\n');
+    let fits = QUEUE_BYTES_LIMIT / line_len;
+    let clients: Vec<_> = (0..fits)
+        .map(|_| w.request(&line[..line.len() - 1]))
+        .collect();
+    assert_eq!(
+        w.peer.queued(),
+        fits,
+        "exactly at the byte limit still fits"
+    );
+    assert!(clients.iter().all(|c| w.replies_of(*c).is_empty()));
+    let over = w.request(b"echo:over");
+    assert_eq!(w.reply_of(over), "con_lost", "one byte more does not fit");
+    assert_eq!(warnings(&w, "request queue full"), 1);
+    assert_eq!(w.peer.queued(), fits);
+    // A client that leaves takes its bytes along: room for one more.
+    w.client_gone(clients[0]);
+    assert_eq!(w.peer.queued(), fits - 1);
+    let again = w.request(b"echo:again");
+    assert!(w.replies_of(again).is_empty(), "queued");
+    assert_eq!(w.peer.queued(), fits);
+}
+
+#[test]
+fn a_second_term_does_not_lengthen_the_grace_period() {
+    let mut w = World::ready(LinkSettings::default());
+    let slow = w.request(b"silent");
+    w.peer.shutdown(w.now, secs(10));
+    w.settle();
+    w.run_for(secs(6));
+    w.peer.shutdown(w.now, secs(10));
+    w.settle();
+    assert_eq!(w.peer.state(), PeerState::Stopping);
+    w.run_for(secs(4));
+    assert!(w.peer.is_stopped(), "stopped 10 s after the first TERM");
+    assert_eq!(w.reply_of(slow), "con_lost");
+}

@@ -301,6 +301,17 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_is_a_hex_digit_only_if_it_is_one() {
+        let c = cipher();
+        for b in 0..=u8::MAX {
+            let mut line = b"enc:0:000000000000000".to_vec();
+            line.push(b);
+            let decrypted = matches!(c.decrypt_line(&line), Ok(Decoded::Decrypted(_)));
+            assert_eq!(decrypted, b.is_ascii_hexdigit(), "byte {b:#04x}");
+        }
+    }
+
+    #[test]
     fn hex_is_lowercase_and_decrypt_accepts_either_case() {
         let c = cipher();
         let line = c.encrypt_line(b"Hello, lond!");

@@ -2,14 +2,15 @@
 //! configured in `.cargo/mutants.toml`): `close_connection_exit` waits for every request in
 //! flight, an idle close never takes a connection with requests in flight, a handshake
 //! that takes time survives timer ticks, the queue keeps its bounds in count and bytes,
-//! and a second TERM does not lengthen the grace period.
+//! and a second TERM does not lengthen the grace period; and what the peer reports about
+//! itself (for the status file) is the truth.
 
 use std::time::{Duration, Instant};
 
 use lonc_core::config::{ConnectMode, LinkSettings};
 use lonc_core::io::Severity;
 use lonc_core::peer::{PeerState, QUEUE_BYTES_LIMIT, QUEUE_LIMIT};
-use lonc_tests::sim::World;
+use lonc_tests::sim::{PEER_ID, World};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -109,7 +110,7 @@ fn a_handshake_that_takes_time_survives_every_timer_tick() {
     assert_eq!(w.peer.state(), PeerState::Ready, "{}", w.trace.join("\n"));
     assert_eq!(w.peer.failed_attempts(), 0);
     assert_eq!(w.connects.len(), 1);
-    assert_eq!(w.reply_of(c), lonc_tests::sim::PEER_ID);
+    assert_eq!(w.reply_of(c), PEER_ID);
 }
 
 #[test]
@@ -202,4 +203,59 @@ fn a_second_term_does_not_lengthen_the_grace_period() {
     w.run_for(secs(4));
     assert!(w.peer.is_stopped(), "stopped 10 s after the first TERM");
     assert_eq!(w.reply_of(slow), "con_lost");
+}
+
+#[test]
+fn the_peer_reports_what_it_holds() {
+    let settings = LinkSettings {
+        max_connections: 2,
+        ..LinkSettings::default()
+    };
+    let mut w = World::ready(settings.clone());
+    assert_eq!(w.peer.id(), PEER_ID);
+    assert_eq!(w.peer.settings(), &settings);
+    assert_eq!((w.peer.connection_count(), w.peer.client_count()), (1, 0));
+    let a = w.new_client();
+    let b = w.new_client();
+    assert_eq!(w.peer.client_count(), 2);
+    w.client_send(a, b"sleep:1000:a\n");
+    w.client_send(b, b"sleep:1000:b\n");
+    assert_eq!(
+        w.peer.connection_count(),
+        2,
+        "one more for the second request"
+    );
+    w.client_gone(b);
+    assert_eq!(w.peer.client_count(), 1);
+    w.run_for(secs(2));
+    assert_eq!(w.replies_of(a), ["a"]);
+    assert_eq!(w.peer.client_count(), 1, "still open: no EOF yet");
+}
+
+#[test]
+fn each_state_has_its_status_word() {
+    let words: Vec<&str> = [
+        PeerState::Ready,
+        PeerState::Connecting,
+        PeerState::Idle,
+        PeerState::Backoff,
+        PeerState::Dead,
+        PeerState::Stopping,
+        PeerState::Stopped,
+    ]
+    .iter()
+    .map(|s| s.as_str())
+    .collect();
+    assert_eq!(
+        words,
+        [
+            "ready",
+            "connecting",
+            "idle",
+            "backoff",
+            "dead",
+            "stopping",
+            "stopped"
+        ]
+    );
 }

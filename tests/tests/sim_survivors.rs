@@ -59,6 +59,8 @@ fn an_idle_close_never_takes_a_connection_with_requests_in_flight() {
         connect_mode: ConnectMode::OnDemand,
         idle_timeout: secs(1),
         transaction_timeout: secs(300),
+        // A timer that fires while the requests are in flight, past the idle timeout.
+        delayed_rescan: secs(1),
         ..LinkSettings::default()
     };
     let mut w = World::new(Instant::now(), settings, 7);
@@ -77,6 +79,8 @@ fn an_idle_extra_connection_is_closed_only_once_it_has_nothing_in_flight() {
         max_connections: 2,
         idle_timeout: secs(1),
         transaction_timeout: secs(300),
+        // A timer that fires while the requests are in flight, past the idle timeout.
+        delayed_rescan: secs(1),
         ..LinkSettings::default()
     };
     let mut w = World::ready(settings);

@@ -263,3 +263,58 @@ fn each_state_has_its_status_word() {
         ]
     );
 }
+
+/// Lines of `lonc.log` that contain `what`, at any severity.
+fn logged(w: &World, what: &str) -> usize {
+    w.log.iter().filter(|e| e.message.contains(what)).count()
+}
+
+#[test]
+fn a_healthy_link_logs_no_warning() {
+    let mut w = World::ready(LinkSettings::default());
+    let c = w.request(b"ping");
+    w.settle();
+    assert_eq!(w.reply_of(c), PEER_ID);
+    let bad: Vec<_> = w
+        .log
+        .iter()
+        .filter(|e| e.severity != Severity::Info)
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    w.revive();
+    assert_eq!(logged(&w, "revived"), 0, "nothing to revive");
+}
+
+#[test]
+fn a_revival_is_logged_only_when_it_ends_a_backoff() {
+    let mut w = World::new(Instant::now(), LinkSettings::default(), 7);
+    w.script.refuse = true;
+    w.settle();
+    assert_eq!(w.peer.state(), PeerState::Backoff);
+    w.script.refuse = false;
+    w.revive();
+    w.settle();
+    assert_eq!(logged(&w, "revived: retrying at once"), 1);
+    assert_eq!(w.peer.state(), PeerState::Ready);
+}
+
+#[test]
+fn a_client_gone_logs_only_the_requests_it_dropped() {
+    let mut w = World::new(Instant::now(), LinkSettings::default(), 7);
+    w.script.hang_connect = true;
+    w.settle();
+    let idle = w.new_client();
+    w.client_gone(idle);
+    let busy = w.new_client();
+    w.client_send(busy, b"echo:a\necho:b\n");
+    w.client_gone(busy);
+    assert_eq!(logged(&w, "went away"), 1, "{:?}", w.log);
+    assert_eq!(
+        logged(
+            &w,
+            "went away; 2 of its requests not yet sent to lond dropped"
+        ),
+        1
+    );
+    assert_eq!(w.peer.queued(), 0);
+}

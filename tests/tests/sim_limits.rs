@@ -162,3 +162,32 @@ fn a_connect_the_core_gave_up_on_is_not_awaited() {
         "abandoned: closed if it ever opens"
     );
 }
+
+#[test]
+fn a_backlog_of_exactly_the_limit_is_too_much() {
+    let mut w = World::ready(LinkSettings::default());
+    let c = w.new_client();
+    w.peer
+        .handle_client_backlog(w.now, c, CLIENT_BACKLOG_LIMIT - 1);
+    w.settle();
+    assert!(w.aborted.is_empty(), "one byte short of the limit: kept");
+    w.peer.handle_client_backlog(w.now, c, CLIENT_BACKLOG_LIMIT);
+    w.settle();
+    assert!(w.aborted.contains(&c), "at the limit: dropped");
+
+    let conn = ConnId(0);
+    w.peer
+        .handle_conn_backlog(w.now, conn, CONN_BACKLOG_LIMIT - 1);
+    w.settle();
+    assert!(
+        w.conn_closes.is_empty(),
+        "one byte short of the limit: kept"
+    );
+    w.peer.handle_conn_backlog(w.now, conn, CONN_BACKLOG_LIMIT);
+    w.settle();
+    assert_eq!(
+        w.conn_closes,
+        [(conn, Duration::ZERO)],
+        "at the limit: lost"
+    );
+}

@@ -198,12 +198,14 @@ fn the_queue_holds_at_most_queue_bytes_limit_bytes() {
 fn a_second_term_does_not_lengthen_the_grace_period() {
     let mut w = World::ready(LinkSettings::default());
     let slow = w.request(b"silent");
+    assert!(!w.peer.is_stopped());
     w.peer.shutdown(w.now, secs(10));
     w.settle();
     w.run_for(secs(6));
     w.peer.shutdown(w.now, secs(10));
     w.settle();
     assert_eq!(w.peer.state(), PeerState::Stopping);
+    assert!(!w.peer.is_stopped(), "still in its grace period");
     w.run_for(secs(4));
     assert!(w.peer.is_stopped(), "stopped 10 s after the first TERM");
     assert_eq!(w.reply_of(slow), "con_lost");

@@ -59,6 +59,8 @@ pub struct Script {
     pub out_of_fds: bool,
     /// Listing the delayed spool fails with this error.
     pub list_fails: Option<String>,
+    /// Listing the delayed spool fails for a shortage of this host's own (EMFILE).
+    pub list_local_error: bool,
     /// lond reads nothing more of what lonc writes from now on: the bytes wait unwritten
     /// in lonc's socket, and the world reports them as a runtime does
     /// ([`lonc_core::io::Input::ConnBacklog`]).
@@ -80,6 +82,7 @@ impl Default for Script {
             babble: None,
             out_of_fds: false,
             list_fails: None,
+            list_local_error: false,
             lond_not_reading: false,
             latency: Duration::ZERO,
         }
@@ -534,6 +537,12 @@ impl World {
                 self.closed.insert(client);
             }
             Output::ListDelayed => {
+                if self.script.list_local_error {
+                    self.trace("list delayed: too many open files".into());
+                    self.peer
+                        .handle_delayed_list_local_error(self.now, "Too many open files");
+                    return;
+                }
                 if let Some(why) = self.script.list_fails.clone() {
                     self.trace(format!("list delayed failed: {why}"));
                     self.peer.handle_delayed_list_failed(self.now, &why);

@@ -191,3 +191,22 @@ fn a_backlog_of_exactly_the_limit_is_too_much() {
         "at the limit: lost"
     );
 }
+
+#[test]
+fn a_spool_listing_short_of_file_descriptors_is_retried_at_the_next_rescan_unlogged() {
+    let mut w = World::new(Instant::now(), LinkSettings::default(), 7);
+    w.spool.insert("1.a.msul1".into(), b"echo:first\n".to_vec());
+    w.script.list_local_error = true;
+    w.settle();
+    assert_eq!(w.peer.state(), PeerState::Ready);
+    // Client requests are not held up by the failed round.
+    let c = w.request(b"ping");
+    w.settle();
+    assert_eq!(w.reply_of(c), PEER_ID);
+    assert!(w.spool.contains_key("1.a.msul1"));
+    w.script.list_local_error = false;
+    w.run_for(LinkSettings::default().delayed_rescan);
+    assert!(!w.spool.contains_key("1.a.msul1"), "{}", w.trace.join("\n"));
+    let alarms = w.log.iter().filter(|e| e.severity != Severity::Info);
+    assert_eq!(alarms.count(), 0, "the runtime's alarm reports shortages");
+}

@@ -320,3 +320,21 @@ fn a_client_gone_logs_only_the_requests_it_dropped() {
     );
     assert_eq!(w.peer.queued(), 0);
 }
+
+#[test]
+fn no_extra_connection_opens_while_nothing_waits() {
+    let settings = LinkSettings {
+        max_connections: 2,
+        ..LinkSettings::default()
+    };
+    let mut w = World::ready(settings);
+    let slow = w.request(b"sleep:2000:slow");
+    w.run_for(secs(1));
+    assert_eq!(w.connects.len(), 1, "the only request is in flight");
+    let next = w.request(b"echo:next");
+    w.settle();
+    assert_eq!(w.connects.len(), 2, "one waits: one more connection");
+    assert_eq!(w.reply_of(next), "next");
+    w.run_for(secs(2));
+    assert_eq!(w.reply_of(slow), "slow");
+}

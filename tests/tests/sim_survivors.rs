@@ -338,3 +338,58 @@ fn no_extra_connection_opens_while_nothing_waits() {
     w.run_for(secs(2));
     assert_eq!(w.reply_of(slow), "slow");
 }
+
+/// Spool listings the peer asked for so far.
+fn listings(w: &World) -> usize {
+    w.trace
+        .iter()
+        .filter(|l| l.contains("list delayed"))
+        .count()
+}
+
+#[test]
+fn a_delayed_round_whose_connect_fails_ends_until_the_next_rescan() {
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        retry_min: secs(10),
+        retry_max: secs(20),
+        delayed_rescan: secs(300),
+        ..LinkSettings::default()
+    };
+    let mut w = World::new(Instant::now(), settings, 7);
+    w.spool.insert("1.a.msul1".into(), b"echo:first\n".to_vec());
+    w.script.listening = false;
+    w.run_for(secs(301));
+    assert_eq!((listings(&w), w.connects.len()), (1, 1), "the first rescan");
+    assert_eq!(w.peer.failed_attempts(), 1);
+    // The backoff ends; the round ended with the failed attempt, so nothing reconnects
+    // for the file before the next rescan.
+    w.run_for(secs(200));
+    assert_eq!(w.connects.len(), 1, "{}", w.trace.join("\n"));
+    w.script.listening = true;
+    w.run_for(secs(100));
+    assert!(w.spool.is_empty(), "delivered at the next rescan");
+}
+
+#[test]
+fn an_on_demand_peer_in_backoff_does_not_look_at_its_spool() {
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        retry_min: secs(100),
+        retry_max: secs(110),
+        delayed_rescan: secs(5),
+        ..LinkSettings::default()
+    };
+    let mut w = World::new(Instant::now(), settings, 7);
+    w.spool.insert("1.a.msul1".into(), b"echo:first\n".to_vec());
+    w.script.listening = false;
+    let c = w.request(b"ping");
+    assert_eq!(w.reply_of(c), "con_lost");
+    assert_eq!(w.peer.state(), PeerState::Backoff);
+    w.run_for(secs(50));
+    assert_eq!(listings(&w), 0, "{}", w.trace.join("\n"));
+    w.script.listening = true;
+    w.run_for(secs(100));
+    assert!(listings(&w) > 0);
+    assert!(w.spool.is_empty(), "delivered once the backoff is over");
+}

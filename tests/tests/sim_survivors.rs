@@ -393,3 +393,23 @@ fn an_on_demand_peer_in_backoff_does_not_look_at_its_spool() {
     assert!(listings(&w) > 0);
     assert!(w.spool.is_empty(), "delivered once the backoff is over");
 }
+
+#[test]
+fn a_revived_peer_looks_at_its_spool_every_rescan_again() {
+    let settings = LinkSettings {
+        max_attempts: 1,
+        ..LinkSettings::default()
+    };
+    let mut w = World::new(Instant::now(), settings.clone(), 7);
+    w.script.refuse = true;
+    w.settle();
+    assert_eq!(w.peer.state(), PeerState::Dead);
+    w.script.refuse = false;
+    w.revive();
+    w.settle();
+    assert_eq!(w.peer.state(), PeerState::Ready);
+    w.run_for(secs(1));
+    w.spool.insert("1.a.msul1".into(), b"echo:late\n".to_vec());
+    w.run_for(settings.delayed_rescan);
+    assert!(w.spool.is_empty(), "{}", w.trace.join("\n"));
+}

@@ -413,3 +413,15 @@ fn a_revived_peer_looks_at_its_spool_every_rescan_again() {
     w.run_for(settings.delayed_rescan);
     assert!(w.spool.is_empty(), "{}", w.trace.join("\n"));
 }
+
+#[test]
+fn a_new_link_does_not_postpone_the_next_rescan() {
+    let mut w = World::ready(LinkSettings::default());
+    let rescan = LinkSettings::default().delayed_rescan;
+    w.run_for(rescan / 2);
+    w.lond_closes_all();
+    assert_eq!(w.peer.state(), PeerState::Ready, "reconnected at once");
+    w.spool.insert("1.a.msul1".into(), b"echo:late\n".to_vec());
+    w.run_for(rescan / 2);
+    assert!(w.spool.is_empty(), "{}", w.trace.join("\n"));
+}

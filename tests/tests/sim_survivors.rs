@@ -87,7 +87,8 @@ fn an_idle_extra_connection_is_closed_only_once_it_has_nothing_in_flight() {
     let first = w.request(b"sleep:5000:first");
     let second = w.request(b"sleep:5000:second");
     w.run_for(secs(3));
-    assert_eq!(w.lond_connections(), 2, "{}", w.trace.join("\n"));
+    assert_eq!(logged(&w, "idle; closed"), 0, "{}", w.trace.join("\n"));
+    assert_eq!(w.connects.len(), 2, "no churn");
     w.run_for(secs(3));
     assert_eq!(w.reply_of(first), "first");
     assert_eq!(w.reply_of(second), "second");
@@ -424,4 +425,29 @@ fn a_new_link_does_not_postpone_the_next_rescan() {
     w.spool.insert("1.a.msul1".into(), b"echo:late\n".to_vec());
     w.run_for(rescan / 2);
     assert!(w.spool.is_empty(), "{}", w.trace.join("\n"));
+}
+
+#[test]
+fn an_on_demand_link_is_not_idle_while_a_request_waits() {
+    let settings = LinkSettings {
+        connect_mode: ConnectMode::OnDemand,
+        max_connections: 2,
+        idle_timeout: secs(1),
+        ..LinkSettings::default()
+    };
+    let mut w = World::new(Instant::now(), settings, 7);
+    let slow = w.request(b"sleep:5000:slow");
+    let quick = w.request(b"echo:quick");
+    w.settle();
+    assert_eq!(w.reply_of(quick), "quick");
+    assert_eq!(w.lond_connections(), 2);
+    // close_connection_exit waits for the slow request: the second link has nothing in
+    // flight, but a request waits, so it is not idle.
+    let exit = w.request(b"close_connection_exit");
+    w.run_for(secs(3));
+    assert_eq!(logged(&w, "idle; closed"), 0, "{}", w.trace.join("\n"));
+    assert_eq!(w.connects.len(), 2, "no churn");
+    w.run_for(secs(3));
+    assert_eq!(w.reply_of(slow), "slow");
+    assert!(w.closed.contains(&exit));
 }

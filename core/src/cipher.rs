@@ -97,9 +97,9 @@ impl LinkCipher {
     /// 9 spaces, encrypted 8 bytes at a time for idx = 0, 8, .. while idx <= L.
     pub fn encrypt_line(&self, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();
-        let blocks = len / BLOCK + 1;
         let len_text = len.to_string();
-        let mut out = Vec::with_capacity(5 + len_text.len() + blocks * 2 * BLOCK);
+        // `enc:`, L, `:`, then two hex digits per byte of len / 8 + 1 blocks.
+        let mut out = Vec::with_capacity(5 + len_text.len() + (len / BLOCK + 1) * 2 * BLOCK);
         out.extend_from_slice(b"enc:");
         out.extend_from_slice(len_text.as_bytes());
         out.push(b':');
@@ -297,6 +297,17 @@ mod tests {
                     available: 8
                 })
             );
+        }
+    }
+
+    #[test]
+    fn a_byte_is_a_hex_digit_only_if_it_is_one() {
+        let c = cipher();
+        for b in 0..=u8::MAX {
+            let mut line = b"enc:0:000000000000000".to_vec();
+            line.push(b);
+            let decrypted = matches!(c.decrypt_line(&line), Ok(Decoded::Decrypted(_)));
+            assert_eq!(decrypted, b.is_ascii_hexdigit(), "byte {b:#04x}");
         }
     }
 

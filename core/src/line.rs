@@ -129,6 +129,9 @@ mod tests {
             return;
         }
         while let Some(r) = d.next_line() {
+            // Every line ends with its LF: a decoder that returned less would be asked
+            // again and again for the same bytes.
+            assert!(r.as_ref().map_or(true, |l| l.ends_with(b"\n")), "{r:?}");
             let failed = r.is_err();
             out.push(r.map(|b| b.to_vec()));
             if failed {
@@ -303,8 +306,9 @@ mod tests {
             for c in &chunks {
                 d.push(c);
                 while let Some(r) = d.next_line() {
-                    if r.is_err() {
-                        break;
+                    match r {
+                        Ok(line) => prop_assert!(line.ends_with(b"\n")),
+                        Err(_) => break,
                     }
                 }
                 prop_assert!(d.buffered() <= max);

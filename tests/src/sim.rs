@@ -28,6 +28,15 @@ pub const BUILDKEY: &str = "3451878943AF7E9B2C40812";
 /// The challenge the scripted lond sends.
 pub const CHALLENGE: &str = "123451016600000";
 
+/// The most steps (events delivered or timeouts handled) one [`World::run_until`] may
+/// take, and the most outputs one input may bring: a peer that keeps the world busy beyond
+/// it spins (a livelock), and the run panics with the trace instead of hanging.
+pub const STEP_LIMIT: usize = 200_000;
+
+/// The most steps one [`World::run_until`] may take without the virtual clock moving: a
+/// peer whose deadline is always due (a timer that never clears) spins at one instant.
+pub const SAME_INSTANT_LIMIT: usize = 10_000;
+
 /// How the scripted lond and the network behave. Change it at any time; it applies to
 /// what happens next.
 #[derive(Debug, Clone)]
@@ -52,10 +61,15 @@ pub struct Script {
     pub out_of_fds: bool,
     /// Listing the delayed spool fails with this error.
     pub list_fails: Option<String>,
+    /// Listing the delayed spool fails for a shortage of this host's own (EMFILE).
+    pub list_local_error: bool,
     /// lond reads nothing more of what lonc writes from now on: the bytes wait unwritten
     /// in lonc's socket, and the world reports them as a runtime does
     /// ([`lonc_core::io::Input::ConnBacklog`]).
     pub lond_not_reading: bool,
+    /// One-way delay of the network: a connect completes, and every byte or close reaches
+    /// the other side, this long after it was sent (zero: at the same instant).
+    pub latency: Duration,
 }
 
 impl Default for Script {
@@ -70,7 +84,9 @@ impl Default for Script {
             babble: None,
             out_of_fds: false,
             list_fails: None,
+            list_local_error: false,
             lond_not_reading: false,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -80,6 +96,7 @@ impl Default for Script {
 enum Event {
     Connected(ConnId),
     ToLonc(ConnId, Bytes),
+    ToLond(ConnId, Bytes),
     LondClosed(ConnId),
     LondReply {
         conn: ConnId,
@@ -302,7 +319,8 @@ impl World {
     /// Runs until nothing is due before `until`, then sets the clock to `until`.
     pub fn run_until(&mut self, until: Instant) {
         self.drain();
-        for _ in 0..1_000_000 {
+        let mut same_instant = 0;
+        for step in 0.. {
             let next_event = self.events.keys().next().map(|k| k.0);
             let next_timeout = self.peer.poll_timeout();
             let next = match (next_event, next_timeout) {
@@ -313,6 +331,10 @@ impl World {
             };
             if next > until {
                 break;
+            }
+            same_instant = if next > self.now { 0 } else { same_instant + 1 };
+            if step >= STEP_LIMIT || same_instant >= SAME_INSTANT_LIMIT {
+                self.spinning(step, same_instant);
             }
             self.now = self.now.max(next);
             if next_event.is_some_and(|e| e <= next) {
@@ -327,9 +349,25 @@ impl World {
         self.now = self.now.max(until);
     }
 
+    /// The world stopped making progress: panic with the end of the trace.
+    fn spinning(&self, steps: usize, same_instant: usize) -> ! {
+        let tail = self.trace.len().saturating_sub(40);
+        panic!(
+            "livelock: {steps} steps in one run, {same_instant} of them at {:?} without \
+             the clock moving; the peer keeps the world busy\n{}",
+            self.elapsed(),
+            self.trace[tail..].join("\n")
+        );
+    }
+
     /// Delivers everything due now (zero-latency network), without advancing time.
     pub fn settle(&mut self) {
         self.run_for(Duration::ZERO);
+    }
+
+    /// When what is sent now reaches the other side.
+    fn arrival(&self) -> Instant {
+        self.now + self.script.latency
     }
 
     fn schedule(&mut self, at: Instant, ev: Event) {
@@ -359,6 +397,7 @@ impl World {
                 ));
                 self.peer.handle_conn_data(self.now, conn, &data);
             }
+            Event::ToLond(conn, data) => self.send_to_lond(conn, &data),
             Event::LondClosed(conn) => {
                 if self.conns.remove(&conn).is_some() {
                     self.trace(format!("lond closed conn {}", conn.0));
@@ -381,7 +420,7 @@ impl World {
                 }
             }
             Event::LondClose(conn) => {
-                self.schedule(self.now, Event::LondClosed(conn));
+                self.schedule(self.arrival(), Event::LondClosed(conn));
             }
         }
         self.drain();
@@ -390,8 +429,13 @@ impl World {
     /// Carries out every output of the peer; then feeds what was learned meanwhile (bytes
     /// left unwritten), one input per drain, as a runtime does.
     fn drain(&mut self) {
+        let mut outputs = 0;
         loop {
             while let Some(out) = self.peer.poll_output() {
+                outputs += 1;
+                if outputs > STEP_LIMIT {
+                    self.spinning(outputs, 0);
+                }
                 self.note_attempts();
                 self.carry_out(out);
             }
@@ -453,13 +497,18 @@ impl World {
                         unwritten: 0,
                     },
                 );
-                self.schedule(self.now, Event::Connected(conn));
+                self.schedule(self.arrival(), Event::Connected(conn));
                 if let Some(n) = self.script.babble {
                     self.conns.get_mut(&conn).expect("just added").hung = true;
-                    self.schedule(self.now, Event::ToLonc(conn, vec![b'x'; n].into()));
+                    self.schedule(self.arrival(), Event::ToLonc(conn, vec![b'x'; n].into()));
                 }
             }
-            Output::Transmit { conn, data } => self.send_to_lond(conn, &data),
+            Output::Transmit { conn, data } if self.script.latency.is_zero() => {
+                self.send_to_lond(conn, &data)
+            }
+            Output::Transmit { conn, data } => {
+                self.schedule(self.arrival(), Event::ToLond(conn, data))
+            }
             Output::CloseConn { conn, linger } => {
                 self.conn_closes.push((conn, linger));
                 if self.conns.remove(&conn).is_some() {
@@ -490,6 +539,12 @@ impl World {
                 self.closed.insert(client);
             }
             Output::ListDelayed => {
+                if self.script.list_local_error {
+                    self.trace("list delayed: too many open files".into());
+                    self.peer
+                        .handle_delayed_list_local_error(self.now, "Too many open files");
+                    return;
+                }
                 if let Some(why) = self.script.list_fails.clone() {
                     self.trace(format!("list delayed failed: {why}"));
                     self.peer.handle_delayed_list_failed(self.now, &why);
@@ -596,7 +651,9 @@ impl World {
                 return;
             };
             match ev {
-                LondEvent::Transmit(data) => self.schedule(self.now, Event::ToLonc(conn, data)),
+                LondEvent::Transmit(data) => {
+                    self.schedule(self.arrival(), Event::ToLonc(conn, data))
+                }
                 LondEvent::Close => self.schedule(self.now, Event::LondClose(conn)),
                 LondEvent::Request {
                     id,

@@ -162,3 +162,51 @@ fn a_connect_the_core_gave_up_on_is_not_awaited() {
         "abandoned: closed if it ever opens"
     );
 }
+
+#[test]
+fn a_backlog_of_exactly_the_limit_is_too_much() {
+    let mut w = World::ready(LinkSettings::default());
+    let c = w.new_client();
+    w.peer
+        .handle_client_backlog(w.now, c, CLIENT_BACKLOG_LIMIT - 1);
+    w.settle();
+    assert!(w.aborted.is_empty(), "one byte short of the limit: kept");
+    w.peer.handle_client_backlog(w.now, c, CLIENT_BACKLOG_LIMIT);
+    w.settle();
+    assert!(w.aborted.contains(&c), "at the limit: dropped");
+
+    let conn = ConnId(0);
+    w.peer
+        .handle_conn_backlog(w.now, conn, CONN_BACKLOG_LIMIT - 1);
+    w.settle();
+    assert!(
+        w.conn_closes.is_empty(),
+        "one byte short of the limit: kept"
+    );
+    w.peer.handle_conn_backlog(w.now, conn, CONN_BACKLOG_LIMIT);
+    w.settle();
+    assert_eq!(
+        w.conn_closes,
+        [(conn, Duration::ZERO)],
+        "at the limit: lost"
+    );
+}
+
+#[test]
+fn a_spool_listing_short_of_file_descriptors_is_retried_at_the_next_rescan_unlogged() {
+    let mut w = World::new(Instant::now(), LinkSettings::default(), 7);
+    w.spool.insert("1.a.msul1".into(), b"echo:first\n".to_vec());
+    w.script.list_local_error = true;
+    w.settle();
+    assert_eq!(w.peer.state(), PeerState::Ready);
+    // Client requests are not held up by the failed round.
+    let c = w.request(b"ping");
+    w.settle();
+    assert_eq!(w.reply_of(c), PEER_ID);
+    assert!(w.spool.contains_key("1.a.msul1"));
+    w.script.list_local_error = false;
+    w.run_for(LinkSettings::default().delayed_rescan);
+    assert!(!w.spool.contains_key("1.a.msul1"), "{}", w.trace.join("\n"));
+    let alarms = w.log.iter().filter(|e| e.severity != Severity::Info);
+    assert_eq!(alarms.count(), 0, "the runtime's alarm reports shortages");
+}

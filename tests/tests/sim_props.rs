@@ -1,11 +1,19 @@
 //! Property-based state-machine tests of the peer in the simulated world: arbitrary
-//! client traffic, lond faults, time jumps, spool files and revivals, with the invariants
-//! checked at the end of every run:
+//! client traffic (with `close_connection_exit` and over-long requests), lond faults
+//! (refusal, stalls, hung connects, a corrupted echo, closes after some lines), time jumps,
+//! spool files, revivals and a shutdown, under knobs that include several connections,
+//! pipelining and an idle timeout shorter than the transaction timeout.
+//!
+//! After every operation: the peer never has more connections than `loncMaxConnections`
+//! (nor lond), and its queue holds no more than the requests still owed a reply (and never
+//! more than its bounds). At the end of every run:
 //! - every request of a client that stayed is answered exactly once, in its order, with
-//!   its own answer or `con_lost`, and the client is closed;
+//!   its own answer or `con_lost` (`error:request_too_long` for an over-long one, nothing
+//!   after it or after `close_connection_exit`), and the client is closed;
 //! - no reply reaches the wrong client;
 //! - a delayed file is deleted only after lond received its request, and once the faults
-//!   heal every delayed file is delivered;
+//!   heal every delayed file is delivered (unless the peer was shut down), and an eager
+//!   peer is connected again;
 //! - no connection is attempted sooner than `retry_min` after a failed attempt (unless a
 //!   revival came in between);
 //! - the same operations give the same trace.
@@ -19,7 +27,7 @@ use lonc_core::config::{ConnectMode, LinkSettings};
 use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp};
 use lonc_core::io::{ClientId, ConnId, Input};
 use lonc_core::limits::{CLIENT_BACKLOG_LIMIT, CONN_BACKLOG_LIMIT};
-use lonc_core::peer::{Peer, QUEUE_LIMIT};
+use lonc_core::peer::{Peer, PeerState, QUEUE_LIMIT, REQUEST_TOO_LONG};
 use lonc_tests::sim::World;
 use proptest::prelude::*;
 
@@ -39,6 +47,10 @@ enum Req {
     Eget,
     Close,
     Silent,
+    /// `close_connection_exit`: no reply, the client is closed, nothing after it is read.
+    Reconnect,
+    /// A line longer than `loncMaxRequest`: `error:request_too_long`, the client closed.
+    TooLong,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +63,11 @@ enum Op {
     Stall(Option<usize>),
     Spool(u8, bool),
     Revive,
+    HangConnect(bool),
+    CorruptEcho(bool),
+    CloseAfter(Option<usize>),
+    /// TERM with this grace (seconds).
+    Shutdown(u8),
 }
 
 fn req() -> impl Strategy<Value = Req> {
@@ -61,6 +78,8 @@ fn req() -> impl Strategy<Value = Req> {
         1 => Just(Req::Eget),
         1 => Just(Req::Close),
         1 => Just(Req::Silent),
+        1 => Just(Req::Reconnect),
+        1 => Just(Req::TooLong),
     ]
 }
 
@@ -74,12 +93,26 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::option::of(0usize..4).prop_map(Op::Stall),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(n, e)| Op::Spool(n, e)),
         1 => Just(Op::Revive),
+        1 => any::<bool>().prop_map(Op::HangConnect),
+        1 => any::<bool>().prop_map(Op::CorruptEcho),
+        1 => proptest::option::of(0usize..8).prop_map(Op::CloseAfter),
+        1 => (0u8..30).prop_map(Op::Shutdown),
     ]
 }
 
+/// The longest request line in the property (an over-long one is longer).
+const MAX_REQUEST: usize = 64;
+
 fn settings() -> impl Strategy<Value = LinkSettings> {
-    (any::<bool>(), 1usize..4, 1usize..3, 0u64..3).prop_map(|(on_demand, pipeline, conns, pong)| {
-        LinkSettings {
+    let knobs = (any::<bool>(), 1usize..4, 1usize..4, 0u64..3);
+    // The idle timeout is often shorter than the transaction timeout, so that an idle
+    // close races requests in flight.
+    let timeouts = (
+        prop_oneof![Just(1u64), Just(5), Just(300)],
+        prop_oneof![Just(3u64), Just(60), Just(300)],
+    );
+    (knobs, timeouts).prop_map(
+        |((on_demand, pipeline, conns, pong), (idle, transaction))| LinkSettings {
             connect_mode: if on_demand {
                 ConnectMode::OnDemand
             } else {
@@ -91,19 +124,64 @@ fn settings() -> impl Strategy<Value = LinkSettings> {
             retry_min: Duration::from_secs(10),
             retry_max: Duration::from_secs(30),
             max_attempts: 3,
+            idle_timeout: Duration::from_secs(idle),
+            transaction_timeout: Duration::from_secs(transaction),
+            max_request: MAX_REQUEST,
             ..LinkSettings::default()
-        }
-    })
+        },
+    )
 }
 
 /// What each client asked, in order, and the token its reply must carry.
 type Expected = BTreeMap<ClientId, Vec<(Req, String)>>;
 
-fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<ClientId>) {
+/// What a run left to check.
+struct Run {
+    world: World,
+    expected: Expected,
+    gone: Vec<ClientId>,
+    shut_down: bool,
+}
+
+/// The replies `req` earns: none for `close_connection_exit`, one for any other.
+fn replies_due(reqs: &[(Req, String)]) -> usize {
+    reqs.iter()
+        .filter(|(r, _)| !matches!(r, Req::Reconnect))
+        .count()
+}
+
+/// The checks after every operation: connections within `loncMaxConnections` on both
+/// sides, and a queue no longer than the requests still owed a reply.
+fn check_step(w: &World, expected: &Expected, gone: &[ClientId], settings: &LinkSettings) {
+    let trace = || w.trace.join("\n");
+    assert!(
+        w.peer.connection_count() <= settings.max_connections
+            && w.lond_connections() <= settings.max_connections,
+        "{} connections (lond sees {}), at most {} allowed\n{}",
+        w.peer.connection_count(),
+        w.lond_connections(),
+        settings.max_connections,
+        trace()
+    );
+    let owed: usize = expected
+        .iter()
+        .filter(|(c, _)| !gone.contains(c) && !w.closed.contains(c))
+        .map(|(c, reqs)| reqs.len() - w.replies_of(*c).len())
+        .sum();
+    let queued = w.peer.queued();
+    assert!(
+        queued <= owed && queued <= QUEUE_LIMIT,
+        "{queued} requests queued, {owed} owed a reply\n{}",
+        trace()
+    );
+}
+
+fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> Run {
     let mut w = World::new(Instant::now(), settings.clone(), seed);
     let mut expected: Expected = BTreeMap::new();
     let mut order: Vec<ClientId> = Vec::new();
     let mut gone: Vec<ClientId> = Vec::new();
+    let mut shut_down = false;
     for op in ops {
         match op {
             Op::Client(reqs) => {
@@ -119,10 +197,16 @@ fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<
                         Req::Eget => format!("eget:{token}"),
                         Req::Close => "close".to_string(),
                         Req::Silent => "silent".to_string(),
+                        Req::Reconnect => "close_connection_exit".to_string(),
+                        Req::TooLong => format!("echo:{}", "x".repeat(MAX_REQUEST)),
                     };
                     data.extend_from_slice(line.as_bytes());
                     data.push(b'\n');
                     want.push((r.clone(), token));
+                    // Nothing after these is read.
+                    if matches!(r, Req::Reconnect | Req::TooLong) {
+                        break;
+                    }
                 }
                 w.client_send(c, &data);
                 w.peer.handle_client_eof(w.now, c);
@@ -153,13 +237,25 @@ fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<
                     .insert(format!("{n:03}.1.1.put.msul1"), body.into_bytes());
             }
             Op::Revive => w.revive(),
+            Op::HangConnect(b) => w.script.hang_connect = *b,
+            Op::CorruptEcho(b) => w.script.corrupt_echo = *b,
+            Op::CloseAfter(n) => w.script.close_after_lines = *n,
+            Op::Shutdown(grace) => {
+                w.peer
+                    .shutdown(w.now, Duration::from_secs(u64::from(*grace)));
+                w.settle();
+                shut_down = true;
+            }
         }
-        assert!(w.peer.queued() <= QUEUE_LIMIT);
+        check_step(&w, &expected, &gone, settings);
     }
     // Heal everything and let the world run out.
     w.script.listening = true;
     w.script.refuse = false;
     w.script.stall_after_lines = None;
+    w.script.hang_connect = false;
+    w.script.corrupt_echo = false;
+    w.script.close_after_lines = None;
     w.revive();
     // Long enough for every request to be served or time out one after another, and for
     // every delayed file to get its turn.
@@ -167,31 +263,48 @@ fn run(settings: &LinkSettings, seed: u64, ops: &[Op]) -> (World, Expected, Vec<
     let worst = settings.transaction_timeout + settings.handshake_timeout + settings.retry_max;
     let rounds = (requests + w.spool.len() + 10) as u32;
     w.run_for(worst * rounds);
-    (w, expected, gone)
+    check_step(&w, &expected, &gone, settings);
+    Run {
+        world: w,
+        expected,
+        gone,
+        shut_down,
+    }
 }
 
-fn check(w: &World, expected: &Expected, gone: &[ClientId], settings: &LinkSettings) {
+fn check(run: &Run, settings: &LinkSettings) {
+    let Run {
+        world: w,
+        expected,
+        gone,
+        shut_down,
+    } = run;
     let trace = || w.trace.join("\n");
+    let too_long =
+        String::from_utf8_lossy(REQUEST_TOO_LONG.strip_suffix(b"\n").unwrap_or_default())
+            .into_owned();
     for (c, want) in expected {
         let got = w.replies_of(*c);
+        let due = replies_due(want);
         if gone.contains(c) {
-            assert!(got.len() <= want.len(), "gone client {} got too much", c.0);
+            assert!(got.len() <= due, "gone client {} got too much", c.0);
         } else {
             assert_eq!(
                 got.len(),
-                want.len(),
+                due,
                 "client {} answers {got:?}\n{}",
                 c.0,
                 trace()
             );
             assert!(w.closed.contains(c), "client {} not closed", c.0);
         }
-        for ((r, token), reply) in want.iter().zip(&got) {
-            let ok = reply == "con_lost"
-                || match r {
-                    Req::Close | Req::Silent => false,
-                    _ => reply == token,
-                };
+        let answered = want.iter().filter(|(r, _)| !matches!(r, Req::Reconnect));
+        for ((r, token), reply) in answered.zip(&got) {
+            let ok = match r {
+                Req::TooLong => *reply == too_long,
+                Req::Close | Req::Silent => reply == "con_lost",
+                _ => reply == "con_lost" || reply == token,
+            };
             assert!(ok, "client {} got {reply:?} for {token}\n{}", c.0, trace());
         }
     }
@@ -200,12 +313,20 @@ fn check(w: &World, expected: &Expected, gone: &[ClientId], settings: &LinkSetti
         "{:?}",
         w.deleted_unanswered
     );
-    let left: Vec<&String> = w.spool.keys().collect();
-    assert!(
-        left.is_empty(),
-        "delayed files never delivered: {left:?}\n{}",
-        trace()
-    );
+    if *shut_down {
+        assert!(w.peer.is_stopped(), "never stopped\n{}", trace());
+        assert_eq!(w.lond_connections(), 0, "{}", trace());
+    } else {
+        let left: Vec<&String> = w.spool.keys().collect();
+        assert!(
+            left.is_empty(),
+            "delayed files never delivered: {left:?}\n{}",
+            trace()
+        );
+        if settings.connect_mode == ConnectMode::Eager {
+            assert_eq!(w.peer.state(), PeerState::Ready, "{}", trace());
+        }
+    }
     for &f in &w.failures {
         for &c in &w.connects {
             let revived = w.revivals.iter().any(|&r| r >= f && r <= c);
@@ -226,15 +347,13 @@ proptest! {
 
     #[test]
     fn invariants_hold(settings in settings(), seed in any::<u64>(), ops in proptest::collection::vec(op(), 0..40)) {
-        let (w, expected, gone) = run(&settings, seed, &ops);
-        check(&w, &expected, &gone, &settings);
+        check(&run(&settings, seed, &ops), &settings);
     }
 
     #[test]
     fn same_ops_same_trace(settings in settings(), seed in any::<u64>(), ops in proptest::collection::vec(op(), 0..20)) {
-        let (a, _, _) = run(&settings, seed, &ops);
-        let (b, _, _) = run(&settings, seed, &ops);
-        prop_assert_eq!(a.trace, b.trace);
+        let (a, b) = (run(&settings, seed, &ops), run(&settings, seed, &ops));
+        prop_assert_eq!(a.world.trace, b.world.trace);
     }
 }
 
@@ -323,6 +442,66 @@ proptest! {
                 prop_assert_eq!(peer.poll_output(), None);
                 prop_assert_eq!(peer.poll_timeout(), next);
             }
+        }
+    }
+}
+
+/// Feeds `input` through the `handle_*` method it names, not through [`Peer::handle`].
+fn handle_by_name(peer: &mut Peer, now: Instant, input: Input) {
+    match input {
+        Input::ClientOpened(c) => peer.handle_client_opened(now, c),
+        Input::ClientData(c, d) => peer.handle_client_data(now, c, &d),
+        Input::ClientEof(c) => peer.handle_client_eof(now, c),
+        Input::ClientGone(c) => peer.handle_client_gone(now, c),
+        Input::ClientBacklog(c, n) => peer.handle_client_backlog(now, c, n),
+        Input::Connected(c) => peer.handle_connected(now, c),
+        Input::ConnectFailed(c, why) => peer.handle_connect_failed(now, c, &why),
+        Input::ConnectLocalError(c, why) => peer.handle_connect_local_error(now, c, &why),
+        Input::ConnData(c, d) => peer.handle_conn_data(now, c, &d),
+        Input::ConnClosed(c) => peer.handle_conn_closed(now, c),
+        Input::ConnBacklog(c, n) => peer.handle_conn_backlog(now, c, n),
+        Input::DelayedList(entries) => peer.handle_delayed_list(now, &entries),
+        Input::DelayedListFailed(why) => peer.handle_delayed_list_failed(now, &why),
+        Input::DelayedListLocalError(why) => peer.handle_delayed_list_local_error(now, &why),
+        Input::DelayedRead(read) => {
+            let content = read.content.as_deref().map_err(String::as_str);
+            peer.handle_delayed_read(now, &read.name, content)
+        }
+        Input::DelayedDeleteFailed(failed) => {
+            peer.handle_delayed_delete_failed(now, &failed.name, &failed.why)
+        }
+        Input::Timeout => peer.handle_timeout(now),
+        Input::Revive => peer.revive(now),
+        Input::Shutdown(grace) => peer.shutdown(now, grace),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(128)))]
+
+    /// [`Peer::handle`] is the same as calling the method each input names: two peers fed
+    /// the same raw inputs, one each way, give the same outputs and deadlines throughout.
+    #[test]
+    fn handle_is_the_named_methods(pipeline in 1usize..3, inputs in proptest::collection::vec(raw(), 0..60)) {
+        let start = Instant::now();
+        let mut now = start;
+        let settings = LinkSettings {
+            pipeline,
+            max_connections: 2,
+            max_request: 32,
+            max_reply: 64,
+            ..LinkSettings::default()
+        };
+        let mut by_enum = Peer::new("peer", "own", "127.0.0.1", 5663, settings.clone(), 3, now);
+        let mut by_name = Peer::new("peer", "own", "127.0.0.1", 5663, settings, 3, now);
+        for (pause, input) in inputs {
+            now += Duration::from_millis(pause.into());
+            by_enum.handle(now, input.clone());
+            handle_by_name(&mut by_name, now, input);
+            let outputs = |p: &mut Peer| std::iter::from_fn(|| p.poll_output()).collect::<Vec<_>>();
+            prop_assert_eq!(outputs(&mut by_enum), outputs(&mut by_name));
+            prop_assert_eq!(by_enum.poll_timeout(), by_name.poll_timeout());
+            prop_assert_eq!(by_enum.state(), by_name.state());
         }
     }
 }

@@ -86,7 +86,7 @@ fn wrong_echo_is_refused() {
 #[test]
 fn every_handshake_step_times_out() {
     // stall after 0 lines: no challenge; 1: no ok; 2: no host line; 3: no buildkey.
-    for stall in 0..4 {
+    for (stall, step) in ["challenge", "ok", "pong", "ekey"].into_iter().enumerate() {
         let settings = LinkSettings {
             connect_mode: ConnectMode::OnDemand,
             ..LinkSettings::default()
@@ -99,7 +99,12 @@ fn every_handshake_step_times_out() {
         w.run_for(Duration::from_millis(1));
         assert_eq!(w.reply_of(c), "con_lost", "stall {stall}");
         assert_eq!(w.peer.state(), PeerState::Backoff, "stall {stall}");
-        assert!(w.log.iter().any(|e| e.message.contains("timed out")));
+        let said = format!("handshake timed out waiting for {step}");
+        assert!(
+            w.log.iter().any(|e| e.message.starts_with(&said)),
+            "{:?}",
+            w.log
+        );
         assert_eq!(
             w.lond_connections(),
             0,

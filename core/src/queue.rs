@@ -236,19 +236,8 @@ mod tests {
         q.pop_front();
         assert!(q.pop_front().is_none() && q.is_empty());
     }
-}
 
-#[cfg(test)]
-mod bounds_tests {
-    use super::*;
-
-    fn request(client: u64, len: usize) -> Queued {
-        Queued {
-            req: 0,
-            client: ClientId(client),
-            kind: QueuedKind::Request(vec![b'x'; len].into()),
-        }
-    }
+    // Bounds other than the daemon's (Peer::with_queue_bounds).
 
     fn bounded(count: usize, bytes: usize) -> RequestQueue {
         let mut q = RequestQueue::default();

@@ -4,7 +4,7 @@
 //! remembers about its files between rounds is [`SpoolWatch`]; when a round starts
 //! (after each handshake, every `delayed_rescan`, at USR1) is the peer's call.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -40,6 +40,9 @@ pub(crate) struct DelayedFlush {
     spool: SpoolWatch,
     /// The last listing failed (and was logged): the next failure is not logged again.
     list_failing: bool,
+    /// Files lond did not answer: no round tries them again until the next rescan (or
+    /// USR1), so a file that makes lond drop the link is not resent on every new link.
+    held: BTreeSet<String>,
 }
 
 impl DelayedFlush {
@@ -50,6 +53,7 @@ impl DelayedFlush {
             pending: VecDeque::new(),
             spool: SpoolWatch::default(),
             list_failing: false,
+            held: BTreeSet::new(),
         }
     }
 
@@ -85,7 +89,10 @@ impl DelayedFlush {
         self.list_failing = false;
         let (files, logs) = self.spool.round(entries, peer_id);
         out.extend(logs.into_iter().map(Output::Log));
-        self.pending = files.into();
+        self.pending = files
+            .into_iter()
+            .filter(|name| !self.held.contains(name))
+            .collect();
         self.next_file(out);
     }
 
@@ -183,6 +190,7 @@ impl DelayedFlush {
     /// the round goes on at the next ready connection.
     pub(crate) fn unanswered(&mut self, name: &str, out: &mut VecDeque<Output>) {
         left_in_place(out, name, "was not answered");
+        self.held.insert(name.to_owned());
         self.stage = Stage::Resume;
     }
 
@@ -199,9 +207,16 @@ impl DelayedFlush {
         out.extend(self.spool.delete_failed(name, why).map(Output::Log));
     }
 
-    /// USR1: files that could not be deleted are tried again.
+    /// USR1: files that could not be deleted, and files lond did not answer, are tried
+    /// again.
     pub(crate) fn retry_undeletable(&mut self) {
         self.spool.retry_undeletable();
+        self.held.clear();
+    }
+
+    /// The rescan time came: files lond did not answer are tried again.
+    pub(crate) fn rescan(&mut self) {
+        self.held.clear();
     }
 
     /// No connection is left to send on: a round not yet sending ends; the files stay

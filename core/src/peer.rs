@@ -493,6 +493,7 @@ impl Peer {
         if self.timers.is_due(Timer::Rescan, now) {
             self.timers
                 .set(Timer::Rescan, now + self.settings.delayed_rescan);
+            self.flush.rescan();
             if self.rescan_allowed() {
                 self.start_flush();
             }

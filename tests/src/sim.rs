@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lonc_core::config::LinkSettings;
 use lonc_core::delayed::{DelayedEntry, EntryKind, FileStamp, PermLogEntry};
-use lonc_core::io::{ClientId, ConnId, Input, LogEvent, Output};
+use lonc_core::io::{ClientId, ConnId, Input, LogEvent, Output, Severity};
 use lonc_core::lond::{LondConfig, LondEvent, LondSession};
 use lonc_core::peer::Peer;
 
@@ -158,6 +158,8 @@ pub struct World {
     pub failures: Vec<Instant>,
     /// When the peer was revived.
     pub revivals: Vec<Instant>,
+    /// When a connection completed its handshake (the INFO line "connection N ready").
+    pub readies: Vec<Instant>,
     /// Delayed files deleted before lond had received their request: must stay empty.
     pub deleted_unanswered: Vec<String>,
     /// A readable trace of everything, for failure messages and determinism checks.
@@ -194,6 +196,7 @@ impl World {
             connects: Vec::new(),
             failures: Vec::new(),
             revivals: Vec::new(),
+            readies: Vec::new(),
             deleted_unanswered: Vec::new(),
             trace: Vec::new(),
             start,
@@ -601,6 +604,9 @@ impl World {
             Output::PermLog(e) => self.perm_log.push(e),
             Output::Log(e) => {
                 self.trace(format!("log {}: {}", e.severity.as_str(), e.message));
+                if e.severity == Severity::Info && e.message.ends_with(" ready") {
+                    self.readies.push(self.now);
+                }
                 self.log.push(e);
             }
         }

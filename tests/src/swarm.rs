@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use lonc_core::io::{ClientId, ConnId, Input, Output};
+use lonc_core::io::{ClientId, ConnId, Input, Output, Severity};
 use lonc_core::limits::SHUTDOWN_GRACE;
 use lonc_core::peer::{Peer, PeerState};
 use rand::rngs::SmallRng;
@@ -635,6 +635,14 @@ impl Swarm {
             }
             Output::Log(e) => {
                 self.check_refusal(p, &e.message)?;
+                if e.severity == Severity::Info && e.message.ends_with(" ready") {
+                    // A link that came up ends a backoff for the main link (a drop is
+                    // replaced at once); extra connections wait out the rest of it.
+                    let s = &mut self.slots[p];
+                    if let Some(gate) = s.gate.take() {
+                        s.extra_gate = Some(s.extra_gate.map_or(gate, |g| g.max(gate)));
+                    }
+                }
                 if e.message.contains("extra connection retried") {
                     self.slots[p].extra_gate = Some(self.now + self.plan.settings.retry_min);
                     self.slots[p].failed_now = true;

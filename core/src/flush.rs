@@ -209,7 +209,7 @@ impl DelayedFlush {
 
     /// USR1: files that could not be deleted, and files lond did not answer, are tried
     /// again.
-    pub(crate) fn retry_undeletable(&mut self) {
+    pub(crate) fn retry_skipped(&mut self) {
         self.spool.retry_undeletable();
         self.held.clear();
     }
@@ -411,7 +411,7 @@ mod tests {
         f.start(&mut out);
         f.listed(&[entry("2.b.p")], "p", &mut out);
         assert!(f.is_idle(), "the undeletable file is not sent again");
-        f.retry_undeletable();
+        f.retry_skipped();
         f.start(&mut out);
         f.listed(&[entry("2.b.p")], "p", &mut out);
         assert!(!f.is_idle(), "USR1 tries it again");

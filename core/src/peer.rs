@@ -517,7 +517,7 @@ impl Peer {
         self.timers.stop(Timer::Retry);
         self.timers.stop(Timer::ExtraRetry);
         self.arm_rescan(now);
-        self.flush.retry_undeletable();
+        self.flush.retry_skipped();
         if self.rescan_allowed() {
             self.start_flush();
         }
